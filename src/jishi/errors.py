@@ -1,0 +1,97 @@
+"""The one exception hierarchy of jishi.
+
+    JishiError                      base of everything jishi raises on purpose
+    ├── ConfigError                 a jishi.yaml (or flag) is wrong; names file, line, field and fix
+    ├── StoreError                  the state store refused an operation
+    │   ├── CompactedError          a watch or read asked for a revision that was compacted away
+    │   ├── FutureRevisionError     a read or watch asked for a revision that does not exist yet
+    │   └── LeaseNotFoundError      the lease was never granted, was revoked, or expired
+    ├── NotFoundError               a named service, instance, route or key does not exist
+    ├── ControlPlaneError           the control plane answered with an error (carries code and status)
+    │   └── ControlPlaneUnavailable the control plane could not be reached
+    └── ProcessError                a supervised process could not be started or stopped
+
+Every error carries a human message; those that cross the API also carry a stable machine `code`.
+"""
+
+from __future__ import annotations
+
+
+class JishiError(Exception):
+    """Base of every error jishi raises on purpose."""
+
+    code = "jishi_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(JishiError):
+    """A configuration file or option is invalid."""
+
+    code = "invalid_config"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+        fix: str | None = None,
+    ) -> None:
+        self.file, self.line, self.field, self.fix = file, line, field, fix
+        where = ""
+        if file is not None:
+            where = f"{file}:{line}: " if line is not None else f"{file}: "
+        text = f"{where}{field + ': ' if field else ''}{message}"
+        if fix:
+            text += f"\n  fix: {fix}"
+        super().__init__(text)
+
+
+class StoreError(JishiError):
+    code = "store_error"
+
+
+class CompactedError(StoreError):
+    code = "compacted"
+
+    def __init__(self, requested: int, compact_revision: int) -> None:
+        self.requested, self.compact_revision = requested, compact_revision
+        super().__init__(f"revision {requested} was compacted; the oldest available revision is {compact_revision + 1}")
+
+
+class FutureRevisionError(StoreError):
+    code = "future_revision"
+
+
+class LeaseNotFoundError(StoreError):
+    code = "lease_not_found"
+
+    def __init__(self, lease_id: int) -> None:
+        self.lease_id = lease_id
+        super().__init__(f"lease {lease_id} does not exist (never granted, revoked or expired)")
+
+
+class NotFoundError(JishiError):
+    code = "not_found"
+
+
+class ControlPlaneError(JishiError):
+    code = "control_plane_error"
+
+    def __init__(self, message: str, *, code: str = "control_plane_error", status: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+class ControlPlaneUnavailable(ControlPlaneError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="unavailable", status=0)
+
+
+class ProcessError(JishiError):
+    code = "process_error"

@@ -1,0 +1,143 @@
+"""The domain records jishi keeps in its store, and where it keeps them.
+
+Layout of the store (every value is UTF-8 JSON of the model named):
+
+    /jishi/services/<service>            ServiceSpec     desired state: command, instance count, checks
+    /jishi/routes/<route>                Route           how the gateway maps requests to services
+    /jishi/instances/<service>/<id>      Instance        a live instance; attached to its agent's lease
+    /jishi/gateways/<id>                 GatewayInfo     a running gateway; attached to its lease
+    /jishi/agents/<id>                   AgentInfo       a running agent; attached to its lease
+    /jishi/kv/<key>                      (user data)     the user's own configuration KV
+
+An instance takes traffic when its health is PASSING or WARNING and it is not draining.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PREFIX = "/jishi/"
+SERVICES = "/jishi/services/"
+ROUTES = "/jishi/routes/"
+INSTANCES = "/jishi/instances/"
+GATEWAYS = "/jishi/gateways/"
+AGENTS = "/jishi/agents/"
+KV = "/jishi/kv/"
+
+Name = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$")]
+
+
+class Health(enum.StrEnum):
+    PASSING = "passing"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HealthCheckSpec(_Model):
+    type: Literal["http", "tcp", "none"] = "http"
+    path: str = "/healthz"  # http only
+    interval: float = Field(1.0, gt=0)
+    timeout: float = Field(1.0, gt=0)
+    rise: int = Field(1, ge=1)  # consecutive passes to become passing
+    fall: int = Field(2, ge=1)  # consecutive failures to become critical
+    expect_status: tuple[int, int] = (200, 399)  # inclusive range of passing HTTP statuses
+    deregister_critical_after: float | None = Field(None, gt=0)  # seconds critical → removed from the registry
+
+
+class RestartPolicy(_Model):
+    initial_delay: float = Field(0.2, ge=0)  # first restart after this many seconds
+    max_delay: float = Field(30.0, gt=0)  # cap of the exponential delay
+    multiplier: float = Field(2.0, ge=1)
+    reset_after: float = Field(10.0, gt=0)  # healthy this long → the next crash restarts after initial_delay
+    jitter: float = Field(0.1, ge=0, le=1)  # ± fraction of randomness on each delay
+
+
+class ServiceSpec(_Model):
+    name: Name
+    command: list[str] = Field(min_length=1)  # argv; "{port}" in any element is replaced by the instance port
+    instances: int = Field(1, ge=0)
+    env: dict[str, str] = Field(default_factory=dict)  # "{port}" is replaced here too
+    cwd: str | None = None
+    weight: int = Field(1, ge=1, le=1000)
+    backup: bool = False  # instances of this service get traffic only when no primary is healthy
+    health_check: HealthCheckSpec = Field(default_factory=HealthCheckSpec)
+    restart: RestartPolicy = Field(default_factory=RestartPolicy)
+    drain_seconds: float = Field(0.5, ge=0)  # after leaving rotation, before SIGTERM
+    stop_timeout: float = Field(10.0, gt=0)  # SIGTERM → SIGKILL
+    lease_ttl: float = Field(3.0, gt=0)  # no keep-alive for this long → the instance is removed
+
+
+class Instance(_Model):
+    id: str  # unique in the service, e.g. "catalog-3f9a1c"
+    service: Name
+    address: str = "127.0.0.1"
+    port: int = Field(ge=1, le=65535)
+    pid: int | None = None
+    agent: str | None = None  # id of the agent that runs it (None: registered from outside)
+    health: Health = Health.CRITICAL
+    health_output: str = ""  # last check's message
+    health_since: float = 0.0  # wall-clock time (unix seconds) of the last health change
+    weight: int = Field(1, ge=1, le=1000)
+    backup: bool = False
+    draining: bool = False
+    started_at: float = 0.0  # unix seconds
+    restarts: int = 0
+    deregister_critical_after: float | None = None
+
+    @property
+    def in_rotation(self) -> bool:
+        return self.health is not Health.CRITICAL and not self.draining
+
+    @property
+    def key(self) -> str:
+        return instance_key(self.service, self.id)
+
+
+class RouteBackend(_Model):
+    service: Name
+    weight: int = Field(1, ge=1, le=1000)  # multiplies each instance's own weight
+    backup: bool = False
+
+
+class Route(_Model):
+    name: Name
+    prefix: str = Field("/", pattern=r"^/")
+    host: str | None = None  # exact host, or "*.example.com"; None matches any host
+    strip_prefix: bool = False
+    backends: list[RouteBackend] = Field(min_length=1)
+    connect_timeout: float = Field(1.0, gt=0)
+    read_timeout: float = Field(30.0, gt=0)  # waiting for the response head of one try
+    retries: int = Field(2, ge=0, le=10)  # extra tries on another instance when connecting/sending fails
+
+
+class GatewayInfo(_Model):
+    id: str
+    url: str
+    pid: int
+    started_at: float
+
+
+class AgentInfo(_Model):
+    id: str
+    host: str
+    pid: int
+    started_at: float
+
+
+def service_key(name: str) -> str:
+    return SERVICES + name
+
+
+def route_key(name: str) -> str:
+    return ROUTES + name
+
+
+def instance_key(service: str, instance_id: str) -> str:
+    return f"{INSTANCES}{service}/{instance_id}"
