@@ -38,3 +38,9 @@ def test_stopped_is_terminal() -> None:
     """No event leaves STOPPED."""
     lc = Lifecycle(SlotState.STOPPED)
     assert not any(lc.can(e) for e in Event)
+
+
+def test_a_process_that_cannot_start_backs_off() -> None:
+    """failed (spawn error) leads from NEW, BACKOFF or a replacement's STOPPING to BACKOFF."""
+    for start in (SlotState.NEW, SlotState.BACKOFF, SlotState.STOPPING):
+        assert Lifecycle(start).fire(Event.FAILED) is SlotState.BACKOFF

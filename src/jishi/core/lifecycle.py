@@ -4,15 +4,16 @@ Theory of operation
 -------------------
 A slot runs one process at a time and survives its crashes. State: event → next state.
 
-    NEW       spawned → PENDING    stop → STOPPED (nothing runs yet)
+    NEW       spawned → PENDING    failed → BACKOFF     stop → STOPPED (nothing runs yet)
     PENDING   ready → READY        unready → PENDING    exited → BACKOFF    stop → STOPPING
     READY     unready → PENDING    ready → READY        exited → BACKOFF    stop → STOPPING
-    BACKOFF   spawned → PENDING    stop → STOPPED (nothing runs, nothing to drain)
-    STOPPING  stopped → STOPPED    spawned → PENDING (a replacement: new spec, same slot)
+    BACKOFF   spawned → PENDING    failed → BACKOFF     stop → STOPPED (nothing runs, nothing to drain)
+    STOPPING  stopped → STOPPED    spawned → PENDING    failed → BACKOFF (a replacement: new spec, same slot)
     STOPPED   terminal
 
 PENDING means a process runs but is not in rotation yet (critical); READY means it is passing or warning.
-`exited` is an exit the agent did not ask for (a crash); an exit during STOPPING is `stopped`. Events that the
+`exited` is an exit the agent did not ask for (a crash); an exit during STOPPING is `stopped`; `failed` is a
+process that could not be started at all (it counts as a crash). Events that the
 table does not allow raise `IllegalTransition` and change nothing, so a shell bug shows up at once.
 """
 
@@ -39,11 +40,13 @@ class Event(enum.Enum):
     EXITED = "exited"
     STOP = "stop"
     STOPPED = "stopped"
+    FAILED = "failed"
 
 
 _TRANSITIONS: dict[tuple[SlotState, Event], SlotState] = {
     (SlotState.NEW, Event.SPAWNED): SlotState.PENDING,
     (SlotState.NEW, Event.STOP): SlotState.STOPPED,
+    (SlotState.NEW, Event.FAILED): SlotState.BACKOFF,
     (SlotState.PENDING, Event.READY): SlotState.READY,
     (SlotState.PENDING, Event.UNREADY): SlotState.PENDING,
     (SlotState.PENDING, Event.EXITED): SlotState.BACKOFF,
@@ -54,8 +57,10 @@ _TRANSITIONS: dict[tuple[SlotState, Event], SlotState] = {
     (SlotState.READY, Event.STOP): SlotState.STOPPING,
     (SlotState.BACKOFF, Event.SPAWNED): SlotState.PENDING,
     (SlotState.BACKOFF, Event.STOP): SlotState.STOPPED,
+    (SlotState.BACKOFF, Event.FAILED): SlotState.BACKOFF,
     (SlotState.STOPPING, Event.STOPPED): SlotState.STOPPED,
     (SlotState.STOPPING, Event.SPAWNED): SlotState.PENDING,
+    (SlotState.STOPPING, Event.FAILED): SlotState.BACKOFF,
 }
 
 

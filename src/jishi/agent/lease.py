@@ -1,0 +1,111 @@
+"""The agent's one lease: granted once, kept alive every TTL/3, replaced when lost.
+
+Every instance the agent registers (and its own AgentInfo) hangs on this lease, so if the agent or its host
+disappears, the control plane drops them all after the TTL. If the lease is lost while the agent lives — the
+control plane was down longer than the TTL, say — the keeper grants a new one and calls `on_granted`, which
+re-registers everything. While the control plane is unreachable the keeper only logs and retries; the
+instances keep running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from jishi.errors import ControlPlaneError, LeaseNotFoundError
+from jishi.registry.protocol import ControlPlane
+
+__all__ = ["LeaseKeeper", "lease_gone"]
+
+log = logging.getLogger(__name__)
+
+
+def lease_gone(exc: BaseException) -> bool:
+    """Whether `exc` says the lease does not exist any more (in-process or as an HTTP error code)."""
+    return isinstance(exc, LeaseNotFoundError) or (
+        isinstance(exc, ControlPlaneError) and exc.code == LeaseNotFoundError.code
+    )
+
+
+class LeaseKeeper:
+    """Owns the lease. Run `run()` as a task; `current()` waits for a live lease id."""
+
+    def __init__(
+        self,
+        cp: ControlPlane,
+        ttl: Callable[[], float],
+        on_granted: Callable[[int], Awaitable[None]],
+        *,
+        retry: float = 0.5,
+    ) -> None:
+        self._cp, self._ttl, self._on_granted, self._retry = cp, ttl, on_granted, retry
+        self.lease_id: int | None = None
+        self.ttl = 0.0
+        self._ready = asyncio.Event()
+        self._wake = asyncio.Event()
+
+    async def current(self) -> int:
+        """The live lease id, waiting until there is one."""
+        while self.lease_id is None:
+            await self._ready.wait()
+        return self.lease_id
+
+    def invalidate(self, lease_id: int) -> None:
+        """A call found `lease_id` gone: grant a new lease now (ignored if it was replaced already)."""
+        if self.lease_id == lease_id:
+            log.warning("lease %x is gone; granting a new one and registering every instance again", lease_id)
+            self._lost()
+
+    def _lost(self) -> None:
+        self.lease_id = None
+        self._ready.clear()
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            if self.lease_id is None:
+                await self._grant()
+                continue
+            await self._sleep(self.ttl / 3)
+            lease_id = self.lease_id
+            if lease_id is None:
+                continue
+            try:
+                await self._cp.keepalive(lease_id)
+            except Exception as exc:
+                if lease_gone(exc):
+                    self.invalidate(lease_id)
+                else:
+                    log.warning("keep-alive of lease %x failed (%s); instances keep running, retrying", lease_id, exc)
+
+    async def _grant(self) -> None:
+        ttl = self._ttl()
+        try:
+            lease_id = await self._cp.grant_lease(ttl)
+        except Exception as exc:
+            log.warning("cannot grant a lease of %.1f s (%s); retrying in %.1f s", ttl, exc, self._retry)
+            await self._sleep(self._retry)
+            return
+        log.info("holding lease %x (ttl %.1f s)", lease_id, ttl)
+        self.lease_id, self.ttl = lease_id, ttl
+        await self._on_granted(lease_id)
+        self._ready.set()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()
+
+    async def revoke(self) -> None:
+        """End the lease now (shutdown): the control plane drops whatever still hangs on it."""
+        lease_id, self.lease_id = self.lease_id, None
+        self._ready.clear()
+        if lease_id is None:
+            return
+        try:
+            await self._cp.revoke_lease(lease_id)
+        except Exception as exc:
+            if not lease_gone(exc):
+                log.warning("could not revoke lease %x (%s); it expires after %.1f s", lease_id, exc, self.ttl)

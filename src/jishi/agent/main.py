@@ -1,0 +1,69 @@
+"""`jishi agent` / `python -m jishi.agent`: run the agent against a control plane until SIGTERM or SIGINT.
+
+The first SIGTERM/SIGINT stops every instance gracefully (drain, SIGTERM, SIGKILL after the timeout) and
+revokes the lease; a second one kills the instances at once. Exit status 0 after a clean stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+
+from jishi.agent.agent import Agent
+
+__all__ = ["main", "serve"]
+
+log = logging.getLogger(__name__)
+
+
+def serve(control_plane: str, data_dir: Path = Path(".jishi/agent"), agent_id: str | None = None) -> None:
+    """Run an agent against the control plane at `control_plane` (a base URL); blocks until stopped."""
+    asyncio.run(_serve(control_plane, Path(data_dir), agent_id))
+
+
+async def _serve(control_plane: str, data_dir: Path, agent_id: str | None) -> None:
+    from jishi.api import HttpControlPlane  # type: ignore[attr-defined]
+
+    cp = HttpControlPlane(control_plane)
+    agent = Agent(cp, data_dir, agent_id)
+    loop = asyncio.get_running_loop()
+    current = asyncio.current_task()
+    signals = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            log.info("%s: stopping instances gracefully", signal.Signals(signum).name)
+            agent.stop()
+        elif current is not None:
+            log.warning("%s again: killing instances now", signal.Signals(signum).name)
+            current.cancel()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        await agent.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await cp.aclose()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="jishi agent", description="Run service instances for jishi.")
+    parser.add_argument("--control-plane", default="http://127.0.0.1:8500", help="control-plane base URL")
+    parser.add_argument("--data-dir", type=Path, default=Path(".jishi/agent"), help="agent id and instance logs")
+    parser.add_argument("--agent-id", default=None, help="stable id of this agent (default: kept in --data-dir)")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        serve(args.control_plane, args.data_dir, args.agent_id)
+    except asyncio.CancelledError:
+        return 1
+    return 0

@@ -1,0 +1,145 @@
+"""The registrar keeps the control plane's copy of this agent's instances equal to the agent's own view.
+
+Supervisors never call the control plane themselves: they `publish` the full current record of their
+instance (health and draining included) or `withdraw` it, and return at once. One task pushes the difference
+to the control plane, withdrawals first (a dead instance must leave rotation before anything else happens),
+and retries whatever failed — so an unreachable control plane delays registrations but never blocks a
+supervisor, and after a lost lease `relink()` makes every record register again.
+
+Per instance the push is the smallest call that closes the gap: `register_instance` when the control plane
+has no record of this life of the instance (new pid, new lease, changed weight), `set_health` on a health
+change, `set_draining` when draining starts, `deregister_instance` on withdrawal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from jishi.agent.lease import LeaseKeeper, lease_gone
+from jishi.errors import NotFoundError
+from jishi.registry.model import AgentInfo, Health, Instance
+from jishi.registry.protocol import ControlPlane
+
+__all__ = ["Registrar"]
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]  # (service, instance id)
+_MUTABLE = {"health", "health_output", "health_since", "draining"}
+
+
+def _same_life(a: Instance, b: Instance) -> bool:
+    """Whether `b` differs from `a` only in what set_health / set_draining can change."""
+    if a.draining and not b.draining:
+        return False
+    return a.model_dump(exclude=_MUTABLE) == b.model_dump(exclude=_MUTABLE)
+
+
+class Registrar:
+    def __init__(self, cp: ControlPlane, lease: LeaseKeeper, *, retry: float = 0.25) -> None:
+        self._cp, self._lease, self._retry = cp, lease, retry
+        self._want: dict[Key, Instance | None] = {}
+        self._have: dict[Key, Instance | None] = {}  # what the control plane holds, as far as we know
+        self._agent: AgentInfo | None = None
+        self._agent_synced = False
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Condition()
+
+    def publish(self, instance: Instance) -> None:
+        self._want[(instance.service, instance.id)] = instance
+        self._wake.set()
+
+    def withdraw(self, service: str, instance_id: str) -> None:
+        self._want[(service, instance_id)] = None
+        self._wake.set()
+
+    def set_agent(self, info: AgentInfo) -> None:
+        self._agent, self._agent_synced = info, False
+        self._wake.set()
+
+    def relink(self) -> None:
+        """A new lease: the old one took every record with it, so register everything again."""
+        self._have = dict.fromkeys(self._have)
+        self._agent_synced = False
+        self._wake.set()
+
+    def synced(self, service: str, instance_id: str) -> bool:
+        key = (service, instance_id)
+        return self._want.get(key) == self._have.get(key)
+
+    async def settled(self, service: str, instance_id: str, *, within: float) -> bool:
+        """Wait until the control plane holds what was last published for the instance; False on timeout."""
+        async with self._progress:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait_for(lambda: self.synced(service, instance_id)), within)
+        return self.synced(service, instance_id)
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            lease_id = await self._lease.current()
+            ok = await self._push(lease_id)
+            async with self._progress:
+                self._progress.notify_all()
+            if not ok:
+                await asyncio.sleep(self._retry)
+                self._wake.set()
+
+    async def _push(self, lease_id: int) -> bool:
+        pending = [k for k, v in self._want.items() if v != self._have.get(k)]
+        pending.sort(key=lambda k: self._want[k] is not None)  # withdrawals first
+        ok = True
+        for key in pending:
+            try:
+                await self._sync(key, lease_id)
+            except Exception as exc:
+                ok = False
+                if lease_gone(exc):
+                    self._lease.invalidate(lease_id)
+                    return False
+                log.warning("could not update instance %s/%s on the control plane (%s); retrying", *key, exc)
+        for key in [k for k, v in self._want.items() if v is None and self._have.get(k) is None]:
+            del self._want[key]
+            self._have.pop(key, None)
+        if self._agent is not None and not self._agent_synced:
+            try:
+                await self._cp.register_agent(self._agent, lease_id)
+                self._agent_synced = True
+            except Exception as exc:
+                ok = False
+                if lease_gone(exc):
+                    self._lease.invalidate(lease_id)
+                else:
+                    log.warning("could not register agent %s (%s); retrying", self._agent.id, exc)
+        return ok
+
+    async def _sync(self, key: Key, lease_id: int) -> None:
+        want, have = self._want[key], self._have.get(key)
+        if want is None:
+            with contextlib.suppress(NotFoundError):
+                await self._cp.deregister_instance(*key)
+            self._have[key] = None
+            return
+        if have is None or not _same_life(have, want):
+            await self._register(want, lease_id)
+            return
+        try:
+            if (want.health, want.health_output) != (have.health, have.health_output):
+                await self._cp.set_health(want.service, want.id, want.health, want.health_output)
+            if want.draining and not have.draining:
+                await self._cp.set_draining(want.service, want.id)
+        except NotFoundError:  # removed behind our back (e.g. critical too long): register this life again
+            await self._register(want, lease_id)
+            return
+        self._have[key] = want
+
+    async def _register(self, want: Instance, lease_id: int) -> None:
+        await self._cp.register_instance(want, lease_id)
+        if want.health is not Health.CRITICAL:
+            await self._cp.set_health(want.service, want.id, want.health, want.health_output)
+        if want.draining:
+            await self._cp.set_draining(want.service, want.id)
+        self._have[(want.service, want.id)] = want
