@@ -1,0 +1,250 @@
+"""The gateway's routing table: which route a request takes, and which peers serve that route.
+
+Theory of operation
+-------------------
+A table is built from the registry's routes and instances (`RoutingTable.build`); the gateway swaps in a new
+table on every change, and a rebuild passes the old table so balancer state (round-robin position, failure
+marks) of unchanged peers survives.
+
+Matching a request (`match(host, path)`) goes by host first, then by path:
+
+1. host: routes whose `host` equals the request host (lower-cased, port removed); then wildcard routes
+   `*.example.com`, longest suffix first (`*.example.com` matches `a.example.com` and `a.b.example.com`, not
+   `example.com`); then routes without a host. If no route of a host group matches the path, the next group
+   is tried, so a host-less catch-all still applies to a host that only has some paths routed.
+2. path: the longest matching prefix wins. Prefixes match on whole path segments: `/api/catalog` and
+   `/api/catalog/` both match `/api/catalog`, `/api/catalog/` and `/api/catalog/items`, but not
+   `/api/catalogue`. The prefix `/` matches everything.
+
+With `strip_prefix`, the matched prefix (without its trailing slash) is removed and the result always starts
+with `/`: `/api/catalog/items?x=1` → `/items?x=1`, `/api/catalog` → `/`. Query strings are kept. No other
+normalisation is done (no `..` folding, no percent-decoding): the path reaches the instance as sent.
+
+Peers of a route: every instance of each backend service that is in rotation (passing or warning, not
+draining); weight = instance weight × backend weight; an instance is in the backup tier when it or its
+backend is marked `backup`. Paths and hosts are `bytes` (as they come off the wire).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from jishi.core.balancer import DEFAULT_FAIL_TIMEOUT, Balancer, PeerSpec
+
+__all__ = ["Match", "RouteEntry", "RoutingTable", "normalize_host", "prefix_matches", "strip_path"]
+
+
+class BackendLike(Protocol):
+    @property
+    def service(self) -> str: ...
+    @property
+    def weight(self) -> int: ...
+    @property
+    def backup(self) -> bool: ...
+
+
+class RouteLike(Protocol):
+    """The fields of `jishi.registry.model.Route` the table reads."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def prefix(self) -> str: ...
+    @property
+    def host(self) -> str | None: ...
+    @property
+    def strip_prefix(self) -> bool: ...
+    @property
+    def backends(self) -> Sequence[BackendLike]: ...
+    @property
+    def connect_timeout(self) -> float: ...
+    @property
+    def read_timeout(self) -> float: ...
+    @property
+    def retries(self) -> int: ...
+
+
+class InstanceLike(Protocol):
+    """The fields of `jishi.registry.model.Instance` the table reads."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def service(self) -> str: ...
+    @property
+    def address(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def weight(self) -> int: ...
+    @property
+    def backup(self) -> bool: ...
+    @property
+    def in_rotation(self) -> bool: ...
+
+
+@dataclass(slots=True)
+class RouteEntry:
+    """One route, ready for the hot path: byte prefix, timeouts and its balancer."""
+
+    name: str
+    host: bytes | None
+    prefix: bytes  # without a trailing slash; b"" for "/"
+    strip_prefix: bool
+    connect_timeout: float
+    read_timeout: float
+    retries: int
+    balancer: Balancer
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    route: RouteEntry
+    path: bytes  # the path (with query) to send to the instance
+
+
+def normalize_host(host: bytes) -> bytes:
+    """Lower-case, without port and trailing dot: b"API.Example.com:8080" → b"api.example.com"."""
+    if host.startswith(b"["):  # IPv6 literal
+        end = host.find(b"]")
+        return host[: end + 1].lower() if end > 0 else host.lower()
+    colon = host.rfind(b":")
+    if colon >= 0:
+        host = host[:colon]
+    return host.rstrip(b".").lower()
+
+
+def _prefix_bytes(prefix: str) -> bytes:
+    return prefix.encode().rstrip(b"/")
+
+
+def prefix_matches(prefix: bytes, path: bytes) -> bool:
+    """`path` (without query) is under `prefix` (no trailing slash) on a segment boundary."""
+    if not prefix:
+        return True
+    if not path.startswith(prefix):
+        return False
+    return len(path) == len(prefix) or path[len(prefix)] == 0x2F  # "/"
+
+
+def strip_path(prefix: bytes, path: bytes, query: bytes) -> bytes:
+    """`path` without `prefix`, always starting with "/", with `query` (incl. "?") appended."""
+    rest = path[len(prefix) :]
+    if not rest:
+        rest = b"/"
+    return rest + query
+
+
+class RoutingTable:
+    """An immutable map from (host, path) to a route and its peers. Build it with `RoutingTable.build`."""
+
+    __slots__ = ("_any", "_exact", "_wild", "routes")
+
+    def __init__(self, entries: Iterable[RouteEntry] = ()) -> None:
+        self.routes: dict[str, RouteEntry] = {}
+        exact: dict[bytes, list[RouteEntry]] = {}
+        wild: dict[bytes, list[RouteEntry]] = {}
+        anyhost: list[RouteEntry] = []
+        for entry in entries:
+            self.routes[entry.name] = entry
+            if entry.host is None:
+                anyhost.append(entry)
+            elif entry.host.startswith(b"*."):
+                wild.setdefault(entry.host[1:], []).append(entry)  # key ".example.com"
+            else:
+                exact.setdefault(entry.host, []).append(entry)
+
+        def by_length(group: list[RouteEntry]) -> tuple[RouteEntry, ...]:
+            return tuple(sorted(group, key=lambda e: (-len(e.prefix), e.name)))
+
+        self._exact = {h: by_length(g) for h, g in exact.items()}
+        self._wild = tuple((s, by_length(g)) for s, g in sorted(wild.items(), key=lambda kv: -len(kv[0])))
+        self._any = by_length(anyhost)
+
+    @classmethod
+    def build(
+        cls,
+        routes: Iterable[RouteLike],
+        instances: Iterable[InstanceLike],
+        *,
+        previous: RoutingTable | None = None,
+        generations: dict[str, int] | None = None,
+        fail_timeout: float = DEFAULT_FAIL_TIMEOUT,
+    ) -> RoutingTable:
+        """A table of `routes` over the in-rotation `instances`; balancer state of `previous` is kept.
+
+        `generations` maps "service/id" to a number that changes when the registry re-reports an instance
+        (its mod revision); a changed generation clears that peer's failure mark.
+        """
+        by_service: dict[str, list[InstanceLike]] = {}
+        for inst in instances:
+            if inst.in_rotation:
+                by_service.setdefault(inst.service, []).append(inst)
+        gens = generations or {}
+        entries = []
+        for route in routes:
+            specs: list[PeerSpec] = []
+            for backend in route.backends:
+                for inst in sorted(by_service.get(backend.service, ()), key=lambda i: i.id):
+                    key = f"{inst.service}/{inst.id}"
+                    specs.append(
+                        PeerSpec(
+                            key=key,
+                            address=inst.address,
+                            port=inst.port,
+                            weight=inst.weight * backend.weight,
+                            backup=inst.backup or backend.backup,
+                            generation=gens.get(key, 0),
+                        )
+                    )
+            old = previous.routes.get(route.name) if previous is not None else None
+            # A service named by two backends of one route counts once (the first backend wins).
+            unique = list({s.key: s for s in reversed(specs)}.values())[::-1]
+            entries.append(
+                RouteEntry(
+                    name=route.name,
+                    host=route.host.encode().lower().rstrip(b".") if route.host else None,
+                    prefix=_prefix_bytes(route.prefix),
+                    strip_prefix=route.strip_prefix,
+                    connect_timeout=route.connect_timeout,
+                    read_timeout=route.read_timeout,
+                    retries=route.retries,
+                    balancer=Balancer(
+                        unique, fail_timeout=fail_timeout, previous=old.balancer if old is not None else None
+                    ),
+                )
+            )
+        return cls(entries)
+
+    def match(self, host: bytes | None, url: bytes) -> Match | None:
+        """The route for a request to `host` (raw Host header) and `url` (path with query), or None."""
+        q = url.find(b"?")
+        if q >= 0:
+            path, query = url[:q], url[q:]
+        else:
+            path, query = url, b""
+        if host and (self._exact or self._wild):
+            name = normalize_host(host)
+            group = self._exact.get(name)
+            if group:
+                found = _first(group, path, url, query)
+                if found is not None:
+                    return found
+            for suffix, wgroup in self._wild:
+                if name.endswith(suffix) and len(name) > len(suffix):
+                    found = _first(wgroup, path, url, query)
+                    if found is not None:
+                        return found
+        return _first(self._any, path, url, query)
+
+
+def _first(group: tuple[RouteEntry, ...], path: bytes, url: bytes, query: bytes) -> Match | None:
+    """The first (longest-prefix) entry of `group` matching `path`."""
+    for entry in group:
+        if prefix_matches(entry.prefix, path):
+            if entry.strip_prefix and entry.prefix:
+                return Match(entry, strip_path(entry.prefix, path, query))
+            return Match(entry, url)
+    return None
