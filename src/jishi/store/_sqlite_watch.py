@@ -65,6 +65,10 @@ class WatchHub:
     def __len__(self) -> int:
         return len(self._watchers)
 
+    def backlog(self) -> int:
+        """The most revisions queued for any one watcher (never more than `queue_size`)."""
+        return max((w.queue.qsize() for w in self._watchers), default=0)
+
     def register(self, key: bytes, prefix: bool) -> Watcher:
         watcher = Watcher(key, prefix, self.queue_size)
         self._watchers.add(watcher)

@@ -310,6 +310,16 @@ class SqliteStore(Store):
         finally:
             self._hub.unregister(watcher)
 
+    @property
+    def watchers(self) -> int:
+        """How many watches are registered now."""
+        return len(self._hub)
+
+    @property
+    def watch_backlog(self) -> int:
+        """The most revisions any one watcher has queued and not yet consumed (bounded by `watch_queue_size`)."""
+        return self._hub.backlog()
+
     # ---- lifecycle ---------------------------------------------------------------------------------------
 
     async def close(self) -> None:
