@@ -406,7 +406,9 @@ class StoreConformance:
         with pytest.raises(CompactedError):
             await store.get(b"/a", revision=4)
         with pytest.raises(StoreError):
-            await store.compact(99)
+            await store.compact(99)  # the future
+        with pytest.raises(CompactedError):
+            await store.compact(5)  # already compacted
 
     # ---- durability --------------------------------------------------------------------------------------
 

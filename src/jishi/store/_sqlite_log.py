@@ -77,8 +77,8 @@ def write_meta(conn: sqlite3.Connection, name: str, value: int) -> None:
 
 
 def kv_from_row(row: tuple[Any, ...], offset: int = 0) -> KeyValue:
-    key, value, create_rev, mod_rev, version, lease = row[offset : offset + KV_WIDTH]
-    return KeyValue(bytes(key), bytes(value), create_rev, mod_rev, version, lease)
+    """A KeyValue from `KV_COLUMNS` starting at `offset` of a row (SQLite hands BLOBs back as bytes)."""
+    return KeyValue(*row[offset : offset + KV_WIDTH])
 
 
 def key_filter(column: str, key: bytes, prefix: bool) -> tuple[str, tuple[bytes, ...]]:
@@ -108,8 +108,8 @@ def current_rows(conn: sqlite3.Connection, key: bytes, prefix: bool) -> list[tup
     cond, params = key_filter("c.key", key, prefix)
     rows = conn.execute(
         f"SELECT l.id, {KV_COLUMNS} FROM current c JOIN log l ON l.id = c.id WHERE {cond} ORDER BY c.key", params
-    ).fetchall()
-    return [(row[0], kv_from_row(row, 1)) for row in rows]
+    )
+    return [(row[0], KeyValue(*row[1:])) for row in rows]
 
 
 def range_at(conn: sqlite3.Connection, key: bytes, prefix: bool, revision: int) -> list[KeyValue]:

@@ -163,6 +163,8 @@ class SqliteStore(Store):
 
     async def compact(self, revision: int) -> None:
         self._check_open()
+        if revision <= 0:
+            raise StoreError(f"compact needs a revision of at least 1, not {revision}")
         if revision > self._revision:
             raise FutureRevisionError(f"cannot compact to {revision}: the store is at revision {self._revision}")
         if revision <= self._compact_revision:
