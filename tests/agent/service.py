@@ -1,7 +1,7 @@
 """A tiny HTTP service for agent tests: GET /healthz and /whoami on $PORT.
 
 Behaviour switches (env): CRASH=1 exits with status 3 at once; IGNORE_TERM=1 ignores SIGTERM;
-HEALTH_STATUS=<code> answers /healthz with that status.
+HEALTH_STATUS=<code> answers /healthz with that status; PID_DIR=<dir> makes it create <dir>/<pid> at start.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 if os.environ.get("CRASH") == "1":
     print("crashing at start as asked", flush=True)
     sys.exit(3)
+if os.environ.get("PID_DIR"):
+    with open(os.path.join(os.environ["PID_DIR"], str(os.getpid())), "w"):
+        pass
 if os.environ.get("IGNORE_TERM") == "1":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 

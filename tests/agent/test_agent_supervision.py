@@ -10,9 +10,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-from agent_harness import FakeControlPlane, alive, eventually, passing, running_agent, service_spec
+from agent_harness import alive, eventually, passing, running_agent, service_spec
 
-from jishi.registry.model import Health
+from jishi.registry import Registry
+from jishi.registry.model import AGENTS, INSTANCES, Health
 
 
 def _whoami(port: int) -> dict[str, object]:
@@ -20,7 +21,7 @@ def _whoami(port: int) -> dict[str, object]:
         return json.loads(resp.read())  # type: ignore[no-any-return]
 
 
-async def test_instances_start_register_and_become_passing(cp: FakeControlPlane, tmp_path: Path) -> None:
+async def test_instances_start_register_and_become_passing(cp: Registry, tmp_path: Path) -> None:
     """3 desired instances: 3 processes on distinct ports, registered with pid/agent/weight, then passing."""
     await cp.put_service(service_spec("web", 3, weight=5))
     async with running_agent(cp, tmp_path):
@@ -32,11 +33,13 @@ async def test_instances_start_register_and_become_passing(cp: FakeControlPlane,
             assert inst.agent == "test-agent" and inst.weight == 5 and inst.restarts == 0
             who = await asyncio.to_thread(_whoami, inst.port)
             assert who == {"service": "web", "instance": inst.id, "pid": inst.pid}
-        assert len(cp.leases) == 1 and {lease for _, lease in cp.instances.values()} == cp.leases
-        assert "test-agent" in cp.agents
+        _, kvs = await cp.snapshot(INSTANCES)
+        _, agents = await cp.snapshot(AGENTS)
+        assert [kv.key.decode() for kv in agents] == [AGENTS + "test-agent"]
+        assert {kv.lease for kv in kvs} == {agents[0].lease} != {0}  # one lease carries everything
 
 
-async def test_killed_instance_leaves_at_once_and_comes_back(cp: FakeControlPlane, tmp_path: Path) -> None:
+async def test_killed_instance_leaves_at_once_and_comes_back(cp: Registry, tmp_path: Path) -> None:
     """kill -9 of an instance: deregistered well within 1 s, restarted with a new pid, passing again."""
     await cp.put_service(service_spec("web", 2))
     async with running_agent(cp, tmp_path):
@@ -57,7 +60,7 @@ async def test_killed_instance_leaves_at_once_and_comes_back(cp: FakeControlPlan
         assert restarted.port == victim.port  # the slot keeps its port
 
 
-async def test_scale_up_and_down(cp: FakeControlPlane, tmp_path: Path) -> None:
+async def test_scale_up_and_down(cp: Registry, tmp_path: Path) -> None:
     """scale 1 → 4 starts 3 more; 4 → 2 drains and stops the two highest slots and their processes."""
     await cp.put_service(service_spec("web", 1))
     async with running_agent(cp, tmp_path) as agent:
@@ -75,7 +78,7 @@ async def test_scale_up_and_down(cp: FakeControlPlane, tmp_path: Path) -> None:
         assert set(agent.slots) == {("web", 0), ("web", 1)}
 
 
-async def test_scale_down_drains_before_terminating(cp: FakeControlPlane, tmp_path: Path) -> None:
+async def test_scale_down_drains_before_terminating(cp: Registry, tmp_path: Path) -> None:
     """The stopped instance is marked draining (still alive) for drain_seconds before it gets SIGTERM."""
     await cp.put_service(service_spec("web", 1, drain_seconds=0.5))
     async with running_agent(cp, tmp_path):
@@ -93,7 +96,7 @@ async def test_scale_down_drains_before_terminating(cp: FakeControlPlane, tmp_pa
         assert not alive(inst.pid)
 
 
-async def test_stop_kills_an_instance_that_ignores_sigterm(cp: FakeControlPlane, tmp_path: Path) -> None:
+async def test_stop_kills_an_instance_that_ignores_sigterm(cp: Registry, tmp_path: Path) -> None:
     """An instance ignoring SIGTERM is SIGKILLed after stop_timeout; the stop takes about that long."""
     await cp.put_service(service_spec("web", 1, env={"IGNORE_TERM": "1"}, stop_timeout=1.0, drain_seconds=0.0))
     async with running_agent(cp, tmp_path):
@@ -108,7 +111,7 @@ async def test_stop_kills_an_instance_that_ignores_sigterm(cp: FakeControlPlane,
     assert "listening on" in log
 
 
-async def test_agent_shutdown_stops_every_instance_and_revokes_the_lease(cp: FakeControlPlane, tmp_path: Path) -> None:
+async def test_agent_shutdown_stops_every_instance_and_revokes_the_lease(cp: Registry, tmp_path: Path) -> None:
     """stop(): all instances are stopped (SIGTERM), deregistered, and the lease revoked."""
     await cp.put_service(service_spec("web", 2))
     await cp.put_service(service_spec("api", 1))
@@ -117,10 +120,11 @@ async def test_agent_shutdown_stops_every_instance_and_revokes_the_lease(cp: Fak
         await eventually(lambda: _count(cp, "api", 1))
         pids = [i.pid for i in await cp.list_instances()]
     assert all(pid is not None and not alive(pid) for pid in pids)
-    assert cp.instances == {} and cp.leases == set()
+    assert await cp.list_instances() == []
+    assert await cp.list_agents() == []  # the lease was revoked
 
 
-async def test_crash_at_start_is_retried_with_growing_delays(cp: FakeControlPlane, tmp_path: Path) -> None:
+async def test_crash_at_start_is_retried_with_growing_delays(cp: Registry, tmp_path: Path) -> None:
     """A process that exits at once is restarted again and again with growing gaps, and never passes."""
     await cp.put_service(service_spec("bad", 1, env={"CRASH": "1"}))
     async with running_agent(cp, tmp_path) as agent:
@@ -136,7 +140,7 @@ async def test_crash_at_start_is_retried_with_growing_delays(cp: FakeControlPlan
     assert starts >= 5
 
 
-async def test_spec_change_replaces_instances_one_at_a_time(cp: FakeControlPlane, tmp_path: Path) -> None:
+async def test_spec_change_replaces_instances_one_at_a_time(cp: Registry, tmp_path: Path) -> None:
     """A changed command/env rolls through the slots: new pids everywhere, never fewer than 2 of 3 passing."""
     await cp.put_service(service_spec("web", 3))
     async with running_agent(cp, tmp_path):
@@ -156,7 +160,7 @@ async def test_spec_change_replaces_instances_one_at_a_time(cp: FakeControlPlane
         assert lowest >= 2
 
 
-async def test_deleted_service_is_stopped(cp: FakeControlPlane, tmp_path: Path) -> None:
+async def test_deleted_service_is_stopped(cp: Registry, tmp_path: Path) -> None:
     """Deleting a service stops and deregisters all its instances; other services keep running."""
     await cp.put_service(service_spec("web", 2))
     await cp.put_service(service_spec("api", 1))
@@ -168,7 +172,7 @@ async def test_deleted_service_is_stopped(cp: FakeControlPlane, tmp_path: Path) 
         assert len(await passing(cp, "api")) == 1
 
 
-async def test_health_failure_and_warning_are_written_on_transitions(cp: FakeControlPlane, tmp_path: Path) -> None:
+async def test_health_failure_and_warning_are_written_on_transitions(cp: Registry, tmp_path: Path) -> None:
     """An instance answering /healthz with 429 is registered as WARNING (still in rotation)."""
     await cp.put_service(service_spec("web", 1, env={"HEALTH_STATUS": "429"}))
     async with running_agent(cp, tmp_path):
@@ -179,15 +183,15 @@ async def test_health_failure_and_warning_are_written_on_transitions(cp: FakeCon
         await eventually(warning, within=5.0)
 
 
-async def _count(cp: FakeControlPlane, service: str, n: int) -> bool:
+async def _count(cp: Registry, service: str, n: int) -> bool:
     return len(await passing(cp, service)) == n
 
 
-async def _total(cp: FakeControlPlane, service: str, n: int) -> bool:
+async def _total(cp: Registry, service: str, n: int) -> bool:
     return len(await cp.list_instances(service)) == n
 
 
-async def _absent(cp: FakeControlPlane, instance_id: str) -> bool:
+async def _absent(cp: Registry, instance_id: str) -> bool:
     return all(i.id != instance_id for i in await cp.list_instances())
 
 

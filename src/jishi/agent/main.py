@@ -15,7 +15,7 @@ from pathlib import Path
 
 from jishi.agent.agent import Agent
 
-__all__ = ["main", "serve"]
+__all__ = ["main", "run_until_signalled", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,14 @@ async def _serve(control_plane: str, data_dir: Path, agent_id: str | None) -> No
     from jishi.api import HttpControlPlane  # type: ignore[attr-defined]
 
     cp = HttpControlPlane(control_plane)
-    agent = Agent(cp, data_dir, agent_id)
+    try:
+        await run_until_signalled(Agent(cp, data_dir, agent_id))
+    finally:
+        await cp.aclose()
+
+
+async def run_until_signalled(agent: Agent) -> None:
+    """Run `agent`; the first SIGTERM/SIGINT stops it gracefully, a second one cancels it (instances killed)."""
     loop = asyncio.get_running_loop()
     current = asyncio.current_task()
     signals = 0
@@ -51,7 +58,6 @@ async def _serve(control_plane: str, data_dir: Path, agent_id: str | None) -> No
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-        await cp.aclose()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
