@@ -11,7 +11,8 @@ Guarantees a backend must give:
   compacted away it raises `CompactedError` (carrying the compact revision) before yielding anything;
 - a lease that is not kept alive expires `ttl` seconds after its grant or last keep-alive; expiry (or revoke)
   deletes every key attached to it, each deletion being a DELETE event in one revision;
-- state (keys, revision, leases with their deadlines) survives a close and reopen of the backend.
+- state (keys, revision, leases) survives a close and reopen of the backend; on reopen every lease starts a
+  fresh full TTL (as etcd does on a leader change), so a restart never expires a lease early.
 """
 
 from __future__ import annotations
