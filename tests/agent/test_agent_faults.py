@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -29,10 +30,13 @@ def test_sigkill_of_the_agent_leaves_no_instance_alive(procs: ProcessGroup, tmp_
     )
     wait_until(lambda: len(list(pid_dir.iterdir())) == 3, timeout=20)
     pids = [int(p.name) for p in pid_dir.iterdir()]
-    assert all(alive(pid) for pid in pids), agent.log()
-    agent.signal(signal.SIGKILL)
-    agent.popen.wait(timeout=5)
-    wait_until(lambda: not any(alive(pid) for pid in pids), timeout=2)
+    try:
+        assert all(alive(pid) for pid in pids), agent.log()
+        agent.signal(signal.SIGKILL)
+        agent.popen.wait(timeout=5)
+        wait_until(lambda: not any(alive(pid) for pid in pids), timeout=2)
+    finally:  # if the behaviour is broken, do not leave the orphans behind
+        _kill(pids)
 
 
 def test_sigterm_of_the_agent_stops_instances_and_exits_cleanly(procs: ProcessGroup, tmp_path: Path) -> None:
@@ -48,8 +52,11 @@ def test_sigterm_of_the_agent_stops_instances_and_exits_cleanly(procs: ProcessGr
     pids = [int(p.name) for p in pid_dir.iterdir()]
     wait_until(lambda: agent.log().count("is passing") == 2, timeout=10)
     agent.signal(signal.SIGTERM)
-    assert agent.popen.wait(timeout=10) == 0, agent.log()
-    assert not any(alive(pid) for pid in pids)
+    try:
+        assert agent.popen.wait(timeout=10) == 0, agent.log()
+        assert not any(alive(pid) for pid in pids)
+    finally:
+        _kill(pids)
     assert agent.log().count("stopped (signal SIGTERM)") == 2
 
 
@@ -95,6 +102,12 @@ async def test_unreachable_control_plane_does_not_stop_supervision(fake_cp: Fake
             return len(now) == 2 and now[victim.id].pid != victim.pid
 
         await eventually(caught_up, within=3.0, what="the control plane catching up")
+
+
+def _kill(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 async def _passing(cp: object, n: int) -> bool:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -108,10 +110,14 @@ def test_instance_dies_when_its_parent_is_sigkilled(procs: ProcessGroup, tmp_pat
     parent = procs.python("parent", "-c", script)
     wait_until(lambda: parent.log().strip() != "", timeout=10)
     instance = int(parent.log().split()[0])
-    assert alive(instance)
-    parent.signal(signal.SIGKILL)
-    parent.popen.wait(timeout=5)
-    wait_until(lambda: not alive(instance), timeout=2)
+    try:
+        assert alive(instance)
+        parent.signal(signal.SIGKILL)
+        parent.popen.wait(timeout=5)
+        wait_until(lambda: not alive(instance), timeout=2)
+    finally:  # if the behaviour is broken, do not leave the orphan behind
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(instance, signal.SIGKILL)
 
 
 def _python(code: str, log_dir: Path) -> Launch:
