@@ -1,0 +1,134 @@
+"""`jishi server`: the control-plane process — the store, the HTTP API on uvicorn, and the reaper.
+
+    serve("127.0.0.1:8500", Path(".jishi"))       # blocks until SIGINT/SIGTERM
+    python -m jishi.server --listen 127.0.0.1:8500 --data-dir .jishi
+
+`ControlPlaneServer` owns everything it runs: the uvicorn server and the reaper task live in one TaskGroup,
+and `stop()` ends them in order — close the watch streams (so no response hangs), let uvicorn finish the
+requests in flight (bounded by `grace`), cancel the reaper. `serve()` then closes the store. The reaper
+deletes instances past their deregistration deadline every `reap_interval` seconds (`Registry.reap`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import uvicorn
+
+from jishi.errors import ConfigError
+from jishi.registry import Registry
+from jishi.server.app import create_app
+from jishi.server.watch import WatchStreams
+from jishi.store.sqlite import SqliteStore
+
+__all__ = ["ControlPlaneServer", "parse_listen", "run", "serve"]
+
+log = logging.getLogger(__name__)
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """`HOST:PORT` → (host, port), with a message that says how to fix a bad value."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{listen!r} is not HOST:PORT", field="--listen", fix="for example 127.0.0.1:8500")
+    return host.strip("[]"), int(port)
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: the owner decides when to stop (see `ControlPlaneServer`)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class ControlPlaneServer:
+    """The API and the reaper on one registry. `await run()` serves until `stop()` is called."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8500,
+        heartbeat: float = 2.0,
+        reap_interval: float = 0.5,
+        grace: int = 5,
+    ) -> None:
+        self.registry = registry
+        self.streams = WatchStreams(registry, heartbeat=heartbeat)
+        self.app = create_app(registry, streams=self.streams)
+        self._reap_interval = reap_interval
+        config = uvicorn.Config(
+            self.app,
+            host=host,
+            port=port,
+            lifespan="off",
+            access_log=False,
+            log_config=None,
+            timeout_graceful_shutdown=grace,
+        )
+        self._uvicorn = _Uvicorn(config)
+
+    @property
+    def started(self) -> bool:
+        return self._uvicorn.started
+
+    def stop(self) -> None:
+        """Begin a graceful stop: end the watch streams, then let uvicorn finish and return from `run()`."""
+        if not self._uvicorn.should_exit:
+            log.info("control plane stopping")
+        self.streams.close_all()
+        self._uvicorn.should_exit = True
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            reaper = tasks.create_task(self._reap_forever(), name="jishi-reaper")
+            try:
+                await self._uvicorn.serve()
+            finally:
+                self.streams.close_all()
+                reaper.cancel()
+
+    async def _reap_forever(self) -> None:
+        while True:
+            try:
+                await self.registry.reap()
+            except Exception:
+                log.exception("the deregistration reaper failed; trying again in %.1f s", self._reap_interval)
+            await asyncio.sleep(self._reap_interval)
+
+
+async def run(
+    listen: str = "127.0.0.1:8500",
+    data_dir: Path = Path(".jishi"),
+    *,
+    heartbeat: float = 2.0,
+    wall: Callable[[], float] = time.time,
+) -> None:
+    """Open `data_dir/state.db`, serve on `listen` until SIGINT/SIGTERM, then stop gracefully."""
+    host, port = parse_listen(listen)
+    store = await SqliteStore.open(Path(data_dir) / "state.db")
+    loop = asyncio.get_running_loop()
+    try:
+        server = ControlPlaneServer(Registry(store, wall=wall), host=host, port=port, heartbeat=heartbeat)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, server.stop)
+        log.info("control plane on http://%s:%d (state in %s)", host, port, data_dir)
+        await server.run()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await store.close()
+    log.info("control plane stopped")
+
+
+def serve(listen: str = "127.0.0.1:8500", data_dir: Path = Path(".jishi")) -> None:
+    """Run the control plane in this process until SIGINT/SIGTERM (blocking)."""
+    asyncio.run(run(listen, data_dir))
