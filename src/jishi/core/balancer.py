@@ -49,13 +49,14 @@ class PeerSpec:
 class Peer:
     """A peer with its balancing state. The shell keeps references to peers while it talks to them."""
 
-    __slots__ = ("address", "backup", "current", "failed_until", "generation", "key", "port", "spec", "weight")
+    __slots__ = ("addr", "address", "backup", "current", "failed_until", "generation", "key", "port", "spec", "weight")
 
     def __init__(self, spec: PeerSpec) -> None:
         self.spec = spec
         self.key = spec.key
         self.address = spec.address
         self.port = spec.port
+        self.addr = (spec.address, spec.port)
         self.weight = spec.weight
         self.backup = spec.backup
         self.generation = spec.generation
@@ -128,6 +129,13 @@ class Balancer:
     def mark_ok(self, peer: Peer) -> None:
         """Clear the failure mark of `peer`."""
         peer.failed_until = 0.0
+
+    def get(self, key: str) -> Peer | None:
+        """The peer with `key`, if this balancer has it."""
+        for peer in self.peers:
+            if peer.key == key:
+                return peer
+        return None
 
     def available(self, now: float) -> list[Peer]:
         """The peers a pick at `now` would choose among (primary ones, or the backup tier if none is up)."""

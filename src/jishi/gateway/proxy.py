@@ -1,0 +1,128 @@
+"""The proxy server: listens, owns the client connections, the upstream pool and the routing table.
+
+`Proxy` is the data plane without the control plane: give it a `RoutingTable` (`set_table`) and it serves.
+The follower (`jishi.gateway.follower`) swaps tables in as the registry changes. Background work — sweeping
+idle connections and flushing the access log — runs in one task the proxy owns; connection attempts are
+tasks it tracks and cancels on stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from typing import TYPE_CHECKING
+
+from jishi.core.routing import RoutingTable
+from jishi.gateway.downstream import ClientConnection
+from jishi.gateway.upstream import Pool, UpstreamConnection
+
+if TYPE_CHECKING:
+    from jishi.core.balancer import Peer
+    from jishi.gateway.accesslog import AccessLog
+    from jishi.gateway.exchange import Exchange
+
+__all__ = ["Proxy"]
+
+log = logging.getLogger(__name__)
+
+
+class Proxy:
+    """An HTTP/1.1 reverse proxy on the running loop; see the module doc."""
+
+    def __init__(
+        self,
+        table: RoutingTable | None = None,
+        *,
+        access_log: AccessLog | None = None,
+        keepalive_timeout: float = 75.0,
+        upstream_idle_timeout: float = 30.0,
+        upstream_max_idle: int = 256,
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.table = table if table is not None else RoutingTable()
+        self.access_log = access_log
+        self.keepalive_timeout = keepalive_timeout
+        self.pool = Pool(self.loop, max_idle=upstream_max_idle, idle_timeout=upstream_idle_timeout)
+        self.clients: set[ClientConnection] = set()
+        self.stopping = False
+        self._connects: set[asyncio.Task[UpstreamConnection]] = set()
+        self._server: asyncio.Server | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
+
+    def set_table(self, table: RoutingTable) -> None:
+        """Route every request from now on by `table`."""
+        self.table = table
+
+    async def start(self, host: str = "127.0.0.1", port: int = 8080, *, reuse_port: bool = False) -> int:
+        """Listen on host:port (port 0: any); returns the bound port."""
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            sock.close()
+            raise
+        self._server = await self.loop.create_server(lambda: ClientConnection(self), sock=sock, backlog=2048)
+        self._housekeeping = self.loop.create_task(self._housekeep())
+        return int(sock.getsockname()[1])
+
+    def connect(
+        self, addr: tuple[str, int], timeout: float, client: ClientConnection, ex: Exchange, peer: Peer
+    ) -> None:
+        """Open a connection to `addr` for `ex`; `client.connected(...)` is called with the outcome."""
+        task = self.loop.create_task(self.pool.open(addr, timeout))
+        self._connects.add(task)
+
+        def done(t: asyncio.Task[UpstreamConnection]) -> None:
+            self._connects.discard(t)
+            if t.cancelled():
+                return
+            error = t.exception()
+            client.connected(ex, peer, None if error is not None else t.result(), error)
+
+        task.add_done_callback(done)
+
+    async def _housekeep(self) -> None:
+        interval = 0.5
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.pool.sweep()
+                cutoff = self.loop.time() - self.keepalive_timeout
+                for client in list(self.clients):
+                    client.close_if_idle(cutoff)
+                if self.access_log is not None:
+                    self.access_log.flush()
+            except Exception:
+                log.exception("gateway housekeeping failed")
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop accepting, let requests in progress finish (up to `grace` seconds), then close everything."""
+        self.stopping = True
+        if self._server is not None:
+            self._server.close()
+        deadline = self.loop.time() + grace
+        while self.clients and self.loop.time() < deadline:
+            for client in list(self.clients):
+                client.close_if_idle(float("inf"))
+            await asyncio.sleep(0.02)
+        for client in list(self.clients):
+            if client.transport is not None:
+                client.transport.abort()
+        for task in list(self._connects):
+            task.cancel()
+        if self._connects:
+            await asyncio.gather(*self._connects, return_exceptions=True)
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping
+        self.pool.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+        if self.access_log is not None:
+            self.access_log.close()

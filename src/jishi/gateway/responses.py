@@ -1,0 +1,40 @@
+"""Responses the gateway writes itself: JSON errors with a stable code and a human message."""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+
+__all__ = ["error_response", "status_line"]
+
+_STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
+
+
+def status_line(status: int, reason: bytes) -> bytes:
+    """b"HTTP/1.1 200 OK\\r\\n", cached per (status, reason)."""
+    key = (status, reason)
+    line = _STATUS_LINES.get(key)
+    if line is None:
+        line = b"HTTP/1.1 %d %s\r\n" % (status, reason)
+        if len(_STATUS_LINES) < 512:
+            _STATUS_LINES[key] = line
+    return line
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b"Error"
+
+
+def error_response(status: int, code: str, message: str, *, close: bool, head_only: bool = False) -> bytes:
+    """A complete response: `{"error": {"code": ..., "message": ...}}` with the right head."""
+    body = json.dumps({"error": {"code": code, "message": message}}).encode() + b"\n"
+    head = (
+        status_line(status, _reason(status))
+        + b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
+        + (b"Connection: close\r\n" if close else b"")
+        + b"Server: jishi\r\n\r\n"
+    )
+    return head if head_only else head + body

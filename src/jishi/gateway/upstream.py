@@ -1,0 +1,314 @@
+"""Connections to instances (upstream side of the proxy) and the keep-alive pool that holds them.
+
+An `UpstreamConnection` is an asyncio protocol that parses responses with httptools and hands each event to the
+client connection it is currently bound to (its `owner`, a `jishi.gateway.downstream.ClientConnection`). One
+request is in flight on a connection at a time. After a complete response on a connection that may be kept
+alive, the owner gives it back to the `Pool`, which keeps a bounded stack of idle connections per
+(address, port): newest first, closed after `idle_timeout`, dropped at once when the instance closes them.
+
+Failure kinds reported to the owner (`upstream_failed`):
+
+    LOST      the connection closed or was reset before the response was complete
+    TIMEOUT   no response head (or no response byte for a while) within the route's read timeout
+    PROTOCOL  the instance sent something that is not HTTP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from httptools import HttpParserError, HttpResponseParser
+
+if TYPE_CHECKING:
+    from jishi.gateway.downstream import ClientConnection
+
+__all__ = ["LOST", "PROTOCOL", "TIMEOUT", "Pool", "UpstreamConnection"]
+
+log = logging.getLogger(__name__)
+
+LOST, TIMEOUT, PROTOCOL = "lost", "timeout", "protocol"
+
+WRITE_HIGH = 256 * 1024
+
+# Response headers never forwarded to the client: hop-by-hop ones, and the framing the gateway redoes.
+_RESPONSE_DROP = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade", b"transfer-encoding"}
+)
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection to an instance; see the module doc."""
+
+    __slots__ = (
+        "_drop",
+        "_loop",
+        "_reset_parser",
+        "_timer",
+        "addr",
+        "chunked",
+        "close_delimited",
+        "closed",
+        "got_bytes",
+        "has_length",
+        "head_lines",
+        "idle_since",
+        "last_read",
+        "no_body",
+        "owner",
+        "parser",
+        "pool",
+        "reason",
+        "reused",
+        "status",
+        "timeout",
+        "transport",
+    )
+
+    def __init__(self, pool: Pool, addr: tuple[str, int]) -> None:
+        self.pool = pool
+        self.addr = addr
+        self._loop = pool.loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = HttpResponseParser(self)
+        self.owner: ClientConnection | None = None
+        self.closed = False
+        self.reused = False
+        self.got_bytes = False
+        self.idle_since = 0.0
+        self.last_read = 0.0
+        self.timeout = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._reset_parser = False
+        self._drop: frozenset[bytes] = _RESPONSE_DROP
+        self.no_body = False  # the request was HEAD: the response has no body whatever its headers say
+        self.status = 0
+        self.reason = b""
+        self.head_lines: list[bytes] = []
+        self.has_length = False
+        self.chunked = False
+        self.close_delimited = False
+
+    # --- driven by the owner
+
+    def send(self, owner: ClientConnection, data: list[bytes], *, head_request: bool, read_timeout: float) -> None:
+        """Bind to `owner` and send the request (head and any body so far); the response goes to `owner`."""
+        self.owner = owner
+        self.no_body = head_request
+        self.got_bytes = False
+        self.status = 0
+        self.head_lines = []
+        self.has_length = self.chunked = False
+        self.close_delimited = False
+        self.timeout = read_timeout
+        self.last_read = self._loop.time()
+        self._timer = self._loop.call_at(self.last_read + read_timeout, self._check_timeout)
+        assert self.transport is not None
+        self.transport.writelines(data)
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def detach(self) -> None:
+        """Forget the owner and stop the read timer (the exchange is over)."""
+        self.owner = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def abort(self) -> None:
+        """Drop the connection now: it is in an unknown state."""
+        self.detach()
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    # --- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH)
+
+    def data_received(self, data: bytes) -> None:
+        owner = self.owner
+        if owner is None:
+            # Bytes on an idle connection: the instance is confused or closing. Never reuse it.
+            self.closed = True
+            self.pool.forget(self)
+            assert self.transport is not None
+            self.transport.abort()
+            return
+        self.got_bytes = True
+        self.last_read = self._loop.time()
+        try:
+            self.parser.feed_data(data)
+        except HttpParserError as exc:
+            self._fail(PROTOCOL, f"invalid HTTP response: {exc}")
+            return
+        if self._reset_parser:
+            self._reset_parser = False
+            self.parser = HttpResponseParser(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        owner = self.owner
+        if owner is None:
+            self.pool.forget(self)
+            return
+        if self.close_delimited and self.status >= 200:
+            self.owner = None
+            owner.response_done(self, keep_alive=False)
+            return
+        self._fail(LOST, f"connection closed: {exc}" if exc else "connection closed by the instance")
+
+    def pause_writing(self) -> None:
+        if self.owner is not None:
+            self.owner.upstream_pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.owner is not None:
+            self.owner.upstream_resume_writing()
+
+    # --- httptools callbacks
+
+    def on_status(self, status: bytes) -> None:
+        self.reason = status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        lname = name.lower()
+        if lname in self._drop:
+            if lname == b"transfer-encoding" and b"chunked" in value.lower():
+                self.chunked = True
+            return
+        if lname == b"content-length":
+            self.has_length = True
+        self.head_lines.append(b"%s: %s\r\n" % (name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200:
+            self.head_lines = []  # an interim response (100 Continue): wait for the final one
+            self.has_length = self.chunked = False
+            return
+        self.status = status
+        # The read timer stays armed: it also bounds silence between body bytes.
+        bodyless = self.no_body or status == 204 or status == 304
+        self.close_delimited = not bodyless and not self.has_length and not self.chunked
+        owner = self.owner
+        assert owner is not None
+        owner.response_head(self, status, bodyless, self.has_length)
+        if self.no_body:
+            # httptools cannot be told the request was HEAD; finish here and start a fresh parser.
+            self._reset_parser = True
+            self._complete()
+
+    def on_body(self, body: bytes) -> None:
+        owner = self.owner
+        if owner is not None and not self.no_body:
+            owner.response_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.status == 0 or self.no_body:
+            return  # an interim response ended, or the HEAD response was already completed
+        self._complete()
+
+    def _complete(self) -> None:
+        owner = self.owner
+        self.detach()
+        if owner is not None:
+            owner.response_done(self, keep_alive=self.parser.should_keep_alive() and not self.close_delimited)
+
+    # --- failures
+
+    def _check_timeout(self) -> None:
+        self._timer = None
+        if self.owner is None:
+            return
+        due = self.last_read + self.timeout
+        now = self._loop.time()
+        if now < due:
+            self._timer = self._loop.call_at(due, self._check_timeout)
+            return
+        self._fail(TIMEOUT, f"no response from the instance within {self.timeout:g} s")
+
+    def _fail(self, kind: str, message: str) -> None:
+        owner = self.owner
+        self.abort()
+        if owner is not None:
+            owner.upstream_failed(self, kind, message)
+
+
+class Pool:
+    """Idle keep-alive connections per (address, port), bounded and aged; see the module doc."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, max_idle: int = 256, idle_timeout: float = 30.0) -> None:
+        self.loop = loop
+        self.max_idle = max_idle
+        self.idle_timeout = idle_timeout
+        self._idle: dict[tuple[str, int], list[UpstreamConnection]] = {}
+
+    def acquire(self, addr: tuple[str, int]) -> UpstreamConnection | None:
+        """An idle connection to `addr` that is still open, or None."""
+        stack = self._idle.get(addr)
+        while stack:
+            conn = stack.pop()
+            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
+                conn.reused = True
+                return conn
+        return None
+
+    def release(self, conn: UpstreamConnection) -> None:
+        """Keep `conn` for reuse (or close it if the pool for its address is full)."""
+        if conn.closed:
+            return
+        stack = self._idle.setdefault(conn.addr, [])
+        if len(stack) >= self.max_idle:
+            conn.abort()
+            return
+        conn.idle_since = self.loop.time()
+        stack.append(conn)
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        """`conn` closed while idle: drop it from its stack."""
+        stack = self._idle.get(conn.addr)
+        if stack and conn in stack:
+            stack.remove(conn)
+
+    async def open(self, addr: tuple[str, int], connect_timeout: float) -> UpstreamConnection:
+        """A new connection to `addr`; OSError or TimeoutError if it cannot be made within `connect_timeout`."""
+        async with asyncio.timeout(connect_timeout):
+            _, proto = await self.loop.create_connection(lambda: UpstreamConnection(self, addr), addr[0], addr[1])
+        return proto
+
+    def sweep(self) -> int:
+        """Close connections idle longer than `idle_timeout`; returns how many were closed."""
+        cutoff = self.loop.time() - self.idle_timeout
+        closed = 0
+        for addr, stack in list(self._idle.items()):
+            keep = [c for c in stack if not c.closed and c.idle_since > cutoff]
+            for c in stack:
+                if c not in keep and not c.closed:
+                    c.abort()
+                    closed += 1
+            if keep:
+                self._idle[addr] = keep
+            else:
+                del self._idle[addr]
+        return closed
+
+    def idle_count(self, addr: tuple[str, int] | None = None) -> int:
+        if addr is not None:
+            return len(self._idle.get(addr, ()))
+        return sum(len(s) for s in self._idle.values())
+
+    def close(self) -> None:
+        for stack in self._idle.values():
+            for conn in stack:
+                conn.abort()
+        self._idle.clear()
