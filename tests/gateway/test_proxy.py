@@ -7,7 +7,6 @@ import json
 from collections import Counter
 
 import httpx
-
 from gateway_harness import GatewayUnderTest, simple_route
 
 
