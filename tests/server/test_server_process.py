@@ -33,9 +33,9 @@ async def _put_all(cp: HttpControlPlane, keys: list[str]) -> None:
             raise AssertionError(f"could not write {key}")
 
 
-async def _until(predicate: object, timeout: float = 15.0) -> None:
+async def _until(predicate: object, within: float = 15.0) -> None:
     assert callable(predicate)
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while not predicate():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.02)

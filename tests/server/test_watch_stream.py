@@ -49,7 +49,7 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
         await store.close()
 
 
-async def _collect(events: AsyncIterator[Event], n: int, timeout: float = 10.0) -> list[Event]:
+async def _collect(events: AsyncIterator[Event], n: int, within: float = 10.0) -> list[Event]:
     seen: list[Event] = []
 
     async def take() -> None:
@@ -59,7 +59,7 @@ async def _collect(events: AsyncIterator[Event], n: int, timeout: float = 10.0) 
                 return
 
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(take(), timeout)
+        await asyncio.wait_for(take(), within)
     await events.aclose()  # type: ignore[attr-defined]
     return seen
 
