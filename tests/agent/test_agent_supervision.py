@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -126,18 +127,19 @@ async def test_agent_shutdown_stops_every_instance_and_revokes_the_lease(cp: Reg
 
 async def test_crash_at_start_is_retried_with_growing_delays(cp: Registry, tmp_path: Path) -> None:
     """A process that exits at once is restarted again and again with growing gaps, and never passes."""
-    await cp.put_service(service_spec("bad", 1, env={"CRASH": "1"}))
+    await cp.put_service(service_spec("bad", 1, command=["sh", "-c", "date +%s.%N; exit 3"]))
     async with running_agent(cp, tmp_path) as agent:
-        await eventually(lambda: _restarts(agent, 4), within=5.0, what="4 restarts")
+        await eventually(lambda: _restarts(agent, 5), within=15.0, what="5 restarts")
         sup = agent.slots[("bad", 0)]
-        assert sup.backoff.crashes >= 4
         before = sup.restarts
-        await asyncio.sleep(2.5)  # the cap is 2 s: at least one more attempt in this window
-        assert sup.restarts > before
+        await eventually(lambda: _restarts(agent, before + 1), within=6.0, what="another restart at the 2 s cap")
         assert await passing(cp, "bad") == []
     log = (tmp_path / "logs" / f"bad-{_hash6('test-agent')}-0.log").read_text()
-    starts = log.count("crashing at start")
-    assert starts >= 5
+    starts = [float(line) for line in log.split()]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    # delays 0.1, 0.2, 0.4, 0.8, 1.6 (+ the few ms a start takes): each gap clearly longer than the one before
+    assert all(later > 1.5 * earlier for earlier, later in itertools.pairwise(gaps[:5])), gaps
+    assert gaps[0] >= 0.1
 
 
 async def test_spec_change_replaces_instances_one_at_a_time(cp: Registry, tmp_path: Path) -> None:

@@ -43,6 +43,7 @@ class LeaseKeeper:
         self._cp, self._ttl, self._on_granted, self._retry = cp, ttl, on_granted, retry
         self.lease_id: int | None = None
         self.ttl = 0.0
+        self._unreachable = False  # the last call failed: log the next failures quietly until one succeeds
         self._ready = asyncio.Event()
         self._wake = asyncio.Event()
 
@@ -78,20 +79,32 @@ class LeaseKeeper:
                 if lease_gone(exc):
                     self.invalidate(lease_id)
                 else:
-                    log.warning("keep-alive of lease %x failed (%s); instances keep running, retrying", lease_id, exc)
+                    self._failed("keep-alive of lease %x failed (%s); instances keep running, retrying", lease_id, exc)
+            else:
+                self._recovered()
 
     async def _grant(self) -> None:
         ttl = self._ttl()
         try:
             lease_id = await self._cp.grant_lease(ttl)
         except Exception as exc:
-            log.warning("cannot grant a lease of %.1f s (%s); retrying in %.1f s", ttl, exc, self._retry)
+            self._failed("cannot grant a lease of %.1f s (%s); retrying every %.1f s", ttl, exc, self._retry)
             await self._sleep(self._retry)
             return
+        self._recovered()
         log.info("holding lease %x (ttl %.1f s)", lease_id, ttl)
         self.lease_id, self.ttl = lease_id, ttl
         await self._on_granted(lease_id)
         self._ready.set()
+
+    def _failed(self, message: str, *args: object) -> None:
+        log.log(logging.DEBUG if self._unreachable else logging.WARNING, message, *args)
+        self._unreachable = True
+
+    def _recovered(self) -> None:
+        if self._unreachable:
+            log.warning("the control plane answers again")
+            self._unreachable = False
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -26,7 +26,7 @@ def serve(control_plane: str, data_dir: Path = Path(".jishi/agent"), agent_id: s
 
 
 async def _serve(control_plane: str, data_dir: Path, agent_id: str | None) -> None:
-    from jishi.api import HttpControlPlane  # type: ignore[attr-defined]
+    from jishi.api import HttpControlPlane
 
     cp = HttpControlPlane(control_plane)
     try:
@@ -68,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the agent's own log
     try:
         serve(args.control_plane, args.data_dir, args.agent_id)
     except asyncio.CancelledError:

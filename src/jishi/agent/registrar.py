@@ -44,6 +44,7 @@ class Registrar:
         self._have: dict[Key, Instance | None] = {}  # what the control plane holds, as far as we know
         self._agent: AgentInfo | None = None
         self._agent_synced = False
+        self._failing = False  # the last push failed: log further failures quietly until one succeeds
         self._wake = asyncio.Event()
         self._progress = asyncio.Condition()
 
@@ -77,6 +78,7 @@ class Registrar:
         return self.synced(service, instance_id)
 
     async def run(self) -> None:
+        pause = self._retry
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -84,9 +86,19 @@ class Registrar:
             ok = await self._push(lease_id)
             async with self._progress:
                 self._progress.notify_all()
-            if not ok:
-                await asyncio.sleep(self._retry)
+            if ok:
+                pause = self._retry
+                if self._failing:
+                    log.warning("the control plane is up to date with this agent's instances again")
+                    self._failing = False
+            else:
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 1.0)
                 self._wake.set()
+
+    def _failed(self, message: str, *args: object) -> None:
+        log.log(logging.DEBUG if self._failing else logging.WARNING, message, *args)
+        self._failing = True
 
     async def _push(self, lease_id: int) -> bool:
         pending = [k for k, v in self._want.items() if v != self._have.get(k)]
@@ -100,7 +112,7 @@ class Registrar:
                 if lease_gone(exc):
                     self._lease.invalidate(lease_id)
                     return False
-                log.warning("could not update instance %s/%s on the control plane (%s); retrying", *key, exc)
+                self._failed("could not update instance %s/%s on the control plane (%s); retrying", *key, exc)
         for key in [k for k, v in self._want.items() if v is None and self._have.get(k) is None]:
             del self._want[key]
             self._have.pop(key, None)
@@ -113,7 +125,7 @@ class Registrar:
                 if lease_gone(exc):
                     self._lease.invalidate(lease_id)
                 else:
-                    log.warning("could not register agent %s (%s); retrying", self._agent.id, exc)
+                    self._failed("could not register agent %s (%s); retrying", self._agent.id, exc)
         return ok
 
     async def _sync(self, key: Key, lease_id: int) -> None:
