@@ -1,0 +1,25 @@
+"""jishi.yaml: the declarative description of a project — platform settings, services and routes.
+
+    config = load_config("examples/shop/jishi.yaml")           # ConfigError naming file:line, field and fix
+    services, routes = config.to_specs()                       # what ControlPlane.apply takes
+    config.control_plane_url, config.gateway_url, config.data_dir
+
+See docs/configuration.md for every field, its default and its meaning.
+"""
+
+from jishi.config._load import load_config, parse_config
+from jishi.config._model import GatewayConfig, ProjectConfig, ServerConfig, listen_url
+from jishi.config._normalize import Overrides, parse_duration
+from jishi.config._problems import ConfigErrors
+
+__all__ = [
+    "ConfigErrors",
+    "GatewayConfig",
+    "Overrides",
+    "ProjectConfig",
+    "ServerConfig",
+    "listen_url",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+]
