@@ -1,0 +1,53 @@
+"""`python -m jishi.gateway --control-plane URL --listen HOST:PORT --state-dir DIR [--workers N]`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import uvloop
+
+from jishi.errors import ConfigError
+from jishi.gateway.main import run, serve
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jishi.gateway", description="jishi gateway (data plane)")
+    parser.add_argument("--control-plane", default="http://127.0.0.1:8500", help="control-plane URL")
+    parser.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT to serve on")
+    parser.add_argument("--state-dir", type=Path, default=Path(".jishi/gateway"), help="where the snapshot lives")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes sharing the port")
+    parser.add_argument("--access-log", type=Path, default=None, help="JSON-lines access log file")
+    parser.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
+    )
+    try:
+        if args.worker_index is not None:
+            uvloop.run(
+                run(
+                    args.control_plane,
+                    args.listen,
+                    args.state_dir,
+                    access_log=args.access_log,
+                    reuse_port=True,
+                    worker=args.worker_index,
+                )
+            )
+        else:
+            serve(args.control_plane, args.listen, args.state_dir, args.workers, args.access_log)
+    except ConfigError as exc:
+        print(f"jishi gateway: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"jishi gateway: cannot listen on {args.listen}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
