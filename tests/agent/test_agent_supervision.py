@@ -210,3 +210,20 @@ def _hash6(agent_id: str) -> str:
     import hashlib
 
     return hashlib.sha1(agent_id.encode()).hexdigest()[:6]
+
+
+async def test_weight_change_applies_in_place(cp: Registry, tmp_path: Path) -> None:
+    """A new weight reaches the registry without restarting the process (same pid, still passing)."""
+    await cp.put_service(service_spec("web", 1, weight=1))
+    async with running_agent(cp, tmp_path):
+        await eventually(lambda: _count(cp, "web", 1))
+        (before,) = await passing(cp, "web")
+        await cp.put_service(service_spec("web", 1, weight=7))
+
+        async def reweighted() -> bool:
+            now = await passing(cp, "web")
+            return len(now) == 1 and now[0].weight == 7
+
+        await eventually(reweighted, within=3.0)
+        (after,) = await passing(cp, "web")
+        assert after.pid == before.pid and after.restarts == 0

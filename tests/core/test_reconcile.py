@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from jishi.core.lifecycle import SlotState
 from jishi.core.reconcile import Action, ActionKind, Desired, Slot, plan
 
@@ -84,3 +87,42 @@ def test_scale_down_and_change_together() -> None:
     slots = _slots("web", "a", R, R, R)
     assert plan({"web": Desired(1, "b")}, slots) == [Action(STOP, "web", 2), Action(STOP, "web", 1)]
     assert plan({"web": Desired(1, "b")}, slots[:1]) == [Action(REPLACE, "web", 0)]
+
+
+def _simulate(desired: dict[str, Desired], slots: list[Slot]) -> tuple[list[Slot], list[Action]]:
+    """One round in a world that heals: actions complete at once and every slot is READY afterwards."""
+    actions = plan(desired, slots)
+    by_key = {(s.service, s.index): Slot(s.service, s.index, s.revision, R) for s in slots}
+    for a in actions:
+        key = (a.service, a.index)
+        if a.kind is STOP:
+            del by_key[key]
+        else:
+            by_key[key] = Slot(a.service, a.index, desired[a.service].revision, R)
+    return list(by_key.values()), actions
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(st.sampled_from(["a", "b", "c"]), st.tuples(st.integers(0, 6), st.sampled_from("xyz")), max_size=3),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c", "d"]), st.integers(0, 7), st.sampled_from("xyz"), st.sampled_from([R, P, B])
+        ),
+        max_size=12,
+    ),
+)
+def test_plan_converges_and_rolls_one_serving_slot_at_a_time(
+    want: dict[str, tuple[int, str]], have: list[tuple[str, int, str, SlotState]]
+) -> None:
+    """From any state, repeated plans reach exactly the desired slots, replacing at most one READY slot per round."""
+    desired = {name: Desired(n, rev) for name, (n, rev) in want.items()}
+    slots = list({(s, i): Slot(s, i, r, st_) for s, i, r, st_ in have}.values())
+    for _ in range(20):
+        ready_before = {(s.service, s.index) for s in slots if s.state is R}
+        slots, actions = _simulate(desired, slots)
+        replaced_ready = [a for a in actions if a.kind is REPLACE and (a.service, a.index) in ready_before]
+        assert len({a.service for a in replaced_ready}) == len(replaced_ready)  # ≤ 1 per service per round
+    expected = sorted((name, i, d.revision) for name, d in desired.items() for i in range(d.count))
+    assert sorted((s.service, s.index, s.revision) for s in slots) == expected
+    assert plan(desired, slots) == []
