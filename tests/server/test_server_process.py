@@ -9,8 +9,11 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+
 from jishi.api import HttpControlPlane
 from jishi.errors import ControlPlaneUnavailable
+from jishi.server.__main__ import main as server_main
 from jishi.store import Event
 from jishi.testing import ManagedProcess, ProcessGroup, free_port, wait_for_port
 
@@ -95,3 +98,9 @@ async def test_sigterm_stops_the_server_cleanly_with_a_watch_open(procs: Process
     assert code == 0, server.log()
     assert elapsed < 3.0
     assert "control plane stopped" in server.log()
+
+
+def test_a_bad_listen_address_exits_2_with_the_fix(capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m jishi.server --listen nope` exits 2 and says what a valid value looks like."""
+    assert server_main(["--listen", "nope", "--data-dir", "unused"]) == 2
+    assert "127.0.0.1:8500" in capsys.readouterr().err

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
@@ -29,6 +29,9 @@ from jishi.errors import ControlPlaneUnavailable
 from jishi.registry.model import AgentInfo, GatewayInfo, Health, Instance, Route, ServiceSpec
 from jishi.registry.registry import ClusterStatus
 from jishi.store import Event, KeyValue
+
+if TYPE_CHECKING:
+    from jishi.registry.protocol import ControlPlane
 
 __all__ = ["HttpControlPlane"]
 
@@ -215,3 +218,9 @@ def _param(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+if TYPE_CHECKING:  # mypy checks that HttpControlPlane satisfies the protocol
+
+    def _conforms(client: HttpControlPlane) -> ControlPlane:
+        return client

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -31,6 +31,9 @@ from jishi.errors import LeaseNotFoundError, NotFoundError, StoreError
 from jishi.registry import model as m
 from jishi.registry.model import AgentInfo, GatewayInfo, Health, Instance, Route, ServiceSpec
 from jishi.store import Compare, CompareOp, CompareTarget, Delete, Event, KeyValue, Op, Put, Store
+
+if TYPE_CHECKING:
+    from jishi.registry.protocol import ControlPlane
 
 __all__ = ["ClusterStatus", "Registry"]
 
@@ -287,3 +290,9 @@ class Registry:
             if (await self.store.txn([guard], [Put(raw, _encode(new), lease=kvs[0].lease)])).succeeded:
                 return new
         raise StoreError(f"could not update {what}: it kept changing under {MAX_CONFLICT_RETRIES} attempts")
+
+
+if TYPE_CHECKING:  # mypy checks that Registry satisfies the protocol
+
+    def _conforms(registry: Registry) -> ControlPlane:
+        return registry
