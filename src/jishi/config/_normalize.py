@@ -3,7 +3,7 @@
     services.<name>          the key is the service's name
     command: "a b {port}"    a string is split like a shell would (shlex); a list is taken as the argv
     env: {N: 3}              values become strings (true/false for booleans)
-    cwd: ./svc               relative to the file's folder, made absolute
+    cwd: ./svc               relative to the file's folder, made absolute; default: the file's folder
     interval: 500ms          durations: a number of seconds or "250ms", "2s", "1.5m", "1h"
     routes: {name: {...}}    routes as a mapping (the key is the name) or a list of mappings with `name`
     service: catalog         a route's shorthand for `backends: [{service: catalog}]`
@@ -156,7 +156,9 @@ def _services(raw: Any, config_dir: FsPath, places: dict[str, str], out: Normali
         _command(spec, at, places, out)
         if isinstance(spec.get("env"), dict):
             spec["env"] = {k: _substitute(_text(v), places) for k, v in spec["env"].items()}
-        if isinstance(spec.get("cwd"), str):
+        if spec.get("cwd") is None:
+            spec["cwd"] = str(config_dir)  # commands run next to the file that names them
+        elif isinstance(spec["cwd"], str):
             spec["cwd"] = str(_resolve(_substitute(spec["cwd"], places), config_dir))
         _durations(spec, SERVICE_DURATIONS, at, out)
         for section, fields in (("health_check", CHECK_DURATIONS), ("restart", RESTART_DURATIONS)):
