@@ -67,8 +67,8 @@ class ServiceSpec(_Model):
     cwd: str | None = None
     weight: int = Field(1, ge=1, le=1000)
     backup: bool = False  # instances of this service get traffic only when no primary is healthy
-    health_check: HealthCheckSpec = Field(default_factory=HealthCheckSpec)
-    restart: RestartPolicy = Field(default_factory=RestartPolicy)
+    health_check: HealthCheckSpec = Field(default_factory=lambda: HealthCheckSpec())
+    restart: RestartPolicy = Field(default_factory=lambda: RestartPolicy())
     drain_seconds: float = Field(0.5, ge=0)  # after leaving rotation, before SIGTERM
     stop_timeout: float = Field(10.0, gt=0)  # SIGTERM → SIGKILL
     lease_ttl: float = Field(3.0, gt=0)  # no keep-alive for this long → the instance is removed
