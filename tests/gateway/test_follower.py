@@ -29,12 +29,12 @@ async def registry(tmp_path: Path) -> AsyncIterator[Registry]:
         await store.close()
 
 
-async def wait_for(predicate, timeout: float = 5.0) -> float:
+async def wait_for(predicate, limit: float = 5.0) -> float:
     """Poll `predicate` on the loop; returns the seconds it took."""
     t0 = time.monotonic()
     while not predicate():
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"not true within {timeout} s")
+        if time.monotonic() - t0 > limit:
+            raise AssertionError(f"not true within {limit} s")
         await asyncio.sleep(0.001)
     return time.monotonic() - t0
 
