@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from jishi.api import HttpControlPlane
+from jishi.errors import CompactedError
 from jishi.registry import Health, Instance, Registry, Route, RouteBackend, ServiceSpec
 from jishi.server import ControlPlaneServer
 from jishi.store import Event, EventType
@@ -149,3 +150,21 @@ async def test_stop_ends_open_watch_streams_promptly(running: Running) -> None:
         await asyncio.wait_for(running.task, 5)
     assert all("heartbeat" in json.loads(line) for line in rest if line)
     assert time.monotonic() - started < 1.5
+
+
+async def test_compactor_keeps_only_recent_history_and_watchers_get_compacted(tmp_path: Path) -> None:
+    """compact_once forgets revisions older than the newest history_revisions; a watch from before → 410."""
+    store = await SqliteStore.open(tmp_path / "state.db", synchronous="NORMAL")
+    try:
+        registry = Registry(store)
+        server = ControlPlaneServer(registry, port=free_port(), history_revisions=5)
+        for i in range(12):
+            await registry.kv_put(f"k{i}", str(i))
+        assert await server.compact_once() == 12 - 5
+        assert store.compact_revision == 7
+        assert await server.compact_once() is None  # nothing new to forget
+        with pytest.raises(CompactedError):
+            await anext(aiter(store.watch(b"/jishi/kv/", prefix=True, start_revision=3)))
+        assert [kv.value for kv in await registry.kv_get("k11")] == [b"11"]
+    finally:
+        await store.close()

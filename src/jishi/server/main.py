@@ -7,6 +7,9 @@
 and `stop()` ends them in order — close the watch streams (so no response hangs), let uvicorn finish the
 requests in flight (bounded by `grace`), cancel the reaper. `serve()` then closes the store. The reaper
 deletes instances past their deregistration deadline every `reap_interval` seconds (`Registry.reap`).
+The compactor keeps the store's history bounded like etcd's revision-mode auto-compaction: every
+`compact_interval` seconds it forgets history older than the newest `history_revisions` revisions, so a
+watcher can resume from any revision that recent (older resume points get `compacted` and re-read).
 """
 
 from __future__ import annotations
@@ -59,12 +62,16 @@ class ControlPlaneServer:
         port: int = 8500,
         heartbeat: float = 2.0,
         reap_interval: float = 0.5,
+        compact_interval: float = 60.0,
+        history_revisions: int = 10_000,
         grace: int = 5,
     ) -> None:
         self.registry = registry
         self.streams = WatchStreams(registry, heartbeat=heartbeat)
         self.app = create_app(registry, streams=self.streams)
         self._reap_interval = reap_interval
+        self._compact_interval = compact_interval
+        self._history_revisions = history_revisions
         config = uvicorn.Config(
             self.app,
             host=host,
@@ -90,11 +97,13 @@ class ControlPlaneServer:
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
             reaper = tasks.create_task(self._reap_forever(), name="jishi-reaper")
+            compactor = tasks.create_task(self._compact_forever(), name="jishi-compactor")
             try:
                 await self._uvicorn.serve()
             finally:
                 self.streams.close_all()
                 reaper.cancel()
+                compactor.cancel()
 
     async def _reap_forever(self) -> None:
         while True:
@@ -103,6 +112,24 @@ class ControlPlaneServer:
             except Exception:
                 log.exception("the deregistration reaper failed; trying again in %.1f s", self._reap_interval)
             await asyncio.sleep(self._reap_interval)
+
+    async def compact_once(self) -> int | None:
+        """Forget history older than the newest `history_revisions` revisions; the revision compacted to."""
+        store = self.registry.store
+        target = await store.revision() - self._history_revisions
+        if target <= store.compact_revision:
+            return None
+        await store.compact(target)
+        log.info("compacted the store's history up to revision %d", target)
+        return target
+
+    async def _compact_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._compact_interval)
+            try:
+                await self.compact_once()
+            except Exception:
+                log.exception("compacting the store failed; trying again in %.0f s", self._compact_interval)
 
 
 async def run(
