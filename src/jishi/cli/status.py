@@ -1,0 +1,162 @@
+"""What `jishi status` and `jishi routes` show: rich tables for people, JSON for scripts.
+
+Everything is computed from one `ClusterStatus` (read at one revision) and `now` (unix seconds), so the
+rendering is a pure function that tests can call directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from jishi.registry.model import Health, Instance, Route
+from jishi.registry.registry import ClusterStatus
+
+__all__ = ["format_duration", "route_rows", "routes_table", "status_json", "status_view"]
+
+HEALTH_STYLE = {Health.PASSING: "green", Health.WARNING: "yellow", Health.CRITICAL: "red"}
+
+
+def format_duration(seconds: float) -> str:
+    """A short human uptime: 42s, 3m05s, 2h07m, 3d04h."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def _instance_json(inst: Instance) -> dict[str, Any]:
+    return {
+        "service": inst.service,
+        "id": inst.id,
+        "address": inst.address,
+        "port": inst.port,
+        "url": f"http://{inst.address}:{inst.port}",
+        "pid": inst.pid,
+        "health": inst.health.value,
+        "in_rotation": inst.in_rotation,
+        "draining": inst.draining,
+        "restarts": inst.restarts,
+        "started_at": inst.started_at,
+        "agent": inst.agent,
+    }
+
+
+def status_json(status: ClusterStatus) -> dict[str, Any]:
+    """The `status --json` document: every instance with service, id, address, port, pid and health."""
+    instances = sorted(status.instances, key=lambda i: (i.service, i.id))
+    services = []
+    for spec in sorted(status.services, key=lambda s: s.name):
+        mine = [i for i in instances if i.service == spec.name]
+        services.append(
+            {
+                "name": spec.name,
+                "desired": spec.instances,
+                "running": len(mine),
+                "in_rotation": sum(i.in_rotation for i in mine),
+            }
+        )
+    return {
+        "revision": status.revision,
+        "gateways": [g.url for g in status.gateways],
+        "gateway_members": [g.model_dump(mode="json") for g in status.gateways],
+        "agents": [a.model_dump(mode="json") for a in status.agents],
+        "services": services,
+        "instances": [_instance_json(i) for i in instances],
+        "routes": [r.model_dump(mode="json") for r in status.routes],
+    }
+
+
+def status_view(status: ClusterStatus, now: float) -> Group:
+    """Services → instances, then routes, then gateways and agents, as rich renderables."""
+    parts: list[Any] = []
+    by_service: dict[str, list[Instance]] = {}
+    for inst in status.instances:
+        by_service.setdefault(inst.service, []).append(inst)
+    names = sorted({s.name for s in status.services} | set(by_service))
+    desired = {s.name: s.instances for s in status.services}
+    if not names:
+        parts.append(Text("no services declared yet — apply a jishi.yaml with `jishi up -f FILE`", style="dim"))
+    for name in names:
+        mine = sorted(by_service.get(name, []), key=lambda i: i.id)
+        live = sum(i.in_rotation for i in mine)
+        want = desired.get(name)
+        title = f"[bold]{name}[/]  {live}/{want if want is not None else len(mine)} in rotation"
+        if want is None:
+            title += "  [yellow](not declared: registered from outside)[/]"
+        table = Table(title=title, title_justify="left", expand=False)
+        for column in ("instance", "address", "pid", "health", "restarts", "uptime"):
+            table.add_column(column, justify="right" if column in ("pid", "restarts", "uptime") else "left")
+        for inst in mine:
+            health = Text(inst.health.value, style=HEALTH_STYLE[inst.health])
+            if inst.draining:
+                health.append(" (draining)", style="yellow")
+            uptime = format_duration(now - inst.started_at) if inst.started_at else "-"
+            pid = str(inst.pid) if inst.pid is not None else "-"
+            table.add_row(inst.id, f"{inst.address}:{inst.port}", pid, health, str(inst.restarts), uptime)
+        if not mine:
+            table.add_row(Text("no instances yet", style="dim"), "", "", "", "", "")
+        parts.append(table)
+    parts.append(routes_table(status.routes, status.instances))
+    members = Table(title="[bold]platform[/]", title_justify="left")
+    for column in ("kind", "id", "url / host", "pid", "uptime"):
+        members.add_column(column)
+    for g in status.gateways:
+        members.add_row("gateway", g.id, g.url, str(g.pid), format_duration(now - g.started_at))
+    for a in status.agents:
+        members.add_row("agent", a.id, a.host, str(a.pid), format_duration(now - a.started_at))
+    if not status.gateways:
+        members.add_row(Text("gateway", style="red"), Text("none running", style="red"), "", "", "")
+    parts.append(members)
+    return Group(*parts)
+
+
+def route_rows(routes: list[Route], instances: list[Instance]) -> list[dict[str, Any]]:
+    """One row per route: where it matches, its backends, and how many instances serve it right now."""
+    rows = []
+    for route in sorted(routes, key=lambda r: (r.host or "", r.prefix, r.name)):
+        serving = sum(1 for i in instances if i.in_rotation and any(b.service == i.service for b in route.backends))
+        rows.append(
+            {
+                "name": route.name,
+                "host": route.host or "*",
+                "prefix": route.prefix,
+                "strip_prefix": route.strip_prefix,
+                "backends": ", ".join(
+                    f"{b.service}" + (f"×{b.weight}" if b.weight != 1 else "") + (" (backup)" if b.backup else "")
+                    for b in route.backends
+                ),
+                "in_rotation": serving,
+                "timeouts": f"connect {route.connect_timeout:g}s, read {route.read_timeout:g}s",
+                "retries": route.retries,
+            }
+        )
+    return rows
+
+
+def routes_table(routes: list[Route], instances: list[Instance]) -> Table:
+    table = Table(title="[bold]routes[/]", title_justify="left")
+    for column in ("name", "host", "prefix", "strip", "backends", "in rotation", "timeouts", "retries"):
+        table.add_column(column)
+    for row in route_rows(routes, instances):
+        serving = Text(str(row["in_rotation"]), style="green" if row["in_rotation"] else "red")
+        table.add_row(
+            row["name"],
+            row["host"],
+            row["prefix"],
+            "yes" if row["strip_prefix"] else "no",
+            row["backends"],
+            serving,
+            row["timeouts"],
+            str(row["retries"]),
+        )
+    if not routes:
+        table.add_row(Text("no routes", style="dim"), "", "", "", "", "", "", "")
+    return table
