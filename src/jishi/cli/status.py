@@ -134,7 +134,7 @@ def route_rows(routes: list[Route], instances: list[Instance]) -> list[dict[str,
                     for b in route.backends
                 ),
                 "in_rotation": serving,
-                "timeouts": f"connect {route.connect_timeout:g}s, read {route.read_timeout:g}s",
+                "timeouts": f"{route.connect_timeout:g}s/{route.read_timeout:g}s",
                 "retries": route.retries,
             }
         )
@@ -143,8 +143,8 @@ def route_rows(routes: list[Route], instances: list[Instance]) -> list[dict[str,
 
 def routes_table(routes: list[Route], instances: list[Instance]) -> Table:
     table = Table(title="[bold]routes[/]", title_justify="left")
-    for column in ("name", "host", "prefix", "strip", "backends", "in rotation", "timeouts", "retries"):
-        table.add_column(column)
+    for column in ("name", "host", "prefix", "strip", "backends", "live", "connect/read", "retries"):
+        table.add_column(column, no_wrap=column in ("prefix", "connect/read"))
     for row in route_rows(routes, instances):
         serving = Text(str(row["in_rotation"]), style="green" if row["in_rotation"] else "red")
         table.add_row(
