@@ -65,6 +65,14 @@ class ClientConnection(asyncio.Protocol):
         self.closed = False
         self.broken: str | None = None  # the request stream is unusable: answer 400 (if non-empty) and close
         self.idle_since = self.loop.time()
+        self.out: list[bytes] = []  # response bytes not yet written: flushed once per event
+
+    def flush(self) -> None:
+        """Write everything produced so far in one call (one syscall per event, not per piece)."""
+        out = self.out
+        if out and self.transport is not None:
+            self.transport.write(b"".join(out) if len(out) > 1 else out[0])
+            out.clear()
 
     # --- asyncio.Protocol
 
@@ -103,6 +111,7 @@ class ClientConnection(asyncio.Protocol):
             self._pause(_P_CLOSING)
         except HttpParserError as exc:
             self._bad_request(f"malformed HTTP request: {exc}")
+        self.flush()
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -238,8 +247,8 @@ class ClientConnection(asyncio.Protocol):
             self._error(ex, 503, "no_healthy_instance", f"route {route.name!r} has no healthy instance")
             return
         if ex.expect_continue and not ex.req_done:
-            assert self.transport is not None
-            self.transport.write(_CONTINUE)
+            self.out.append(_CONTINUE)
+            self.flush()
         xff = ex.xff + b", " + self.client_ip if ex.xff else self.client_ip
         parts = [ex.method, b" ", ex.path, b" HTTP/1.1\r\n", *ex.lines, b"X-Forwarded-For: ", xff, b"\r\n", self._fwd]
         if ex.host is not None:
@@ -294,8 +303,9 @@ class ClientConnection(asyncio.Protocol):
             timed_out = isinstance(error, TimeoutError)
             what = "timed out" if timed_out else f"failed: {error}"
             self._peer_failed(ex, peer, f"connect to {peer.address}:{peer.port} {what}", timed_out)
-            return
-        self._send(ex, conn)
+        else:
+            self._send(ex, conn)
+        self.flush()
 
     def _send(self, ex: Exchange, conn: UpstreamConnection) -> None:
         route = ex.route
@@ -370,22 +380,22 @@ class ClientConnection(asyncio.Protocol):
         parts.append(b"\r\n")
         ex.resp_close = close
         ex.resp_started = True
-        self.transport.writelines(parts)
+        self.out += parts
 
     def response_body(self, body: bytes) -> None:
         ex = self.active
         assert ex is not None and self.transport is not None
         ex.bytes_out += len(body)
         if ex.resp_chunked:
-            self.transport.writelines((b"%x\r\n" % len(body), body, b"\r\n"))
+            self.out += (b"%x\r\n" % len(body), body, b"\r\n")
         else:
-            self.transport.write(body)
+            self.out.append(body)
 
     def response_done(self, conn: UpstreamConnection, *, keep_alive: bool) -> None:
         ex = self.active
         assert ex is not None and self.transport is not None
         if ex.resp_chunked:
-            self.transport.write(_CHUNK_END)
+            self.out.append(_CHUNK_END)
         ex.conn = None
         if self.write_paused and conn.transport is not None and not conn.closed:
             conn.transport.resume_reading()
@@ -439,7 +449,8 @@ class ClientConnection(asyncio.Protocol):
         ex.status = status
         ex.resp_close = close
         ex.resp_started = True
-        self.transport.write(error_response(status, code, message, close=close, head_only=ex.method == b"HEAD"))
+        self.out.append(error_response(status, code, message, close=close, head_only=ex.method == b"HEAD"))
+        self.flush()
         self._finish(ex)
 
     def _finish(self, ex: Exchange) -> None:
@@ -495,7 +506,7 @@ class ClientConnection(asyncio.Protocol):
     def _write_400_and_close(self, message: str) -> None:
         log.info("client %s: %s", self.client_ip.decode(), message)
         assert self.transport is not None
-        self.transport.write(error_response(400, "bad_request", message, close=True))
+        self.out.append(error_response(400, "bad_request", message, close=True))
         self._close()
 
     def _close(self) -> None:
@@ -503,6 +514,7 @@ class ClientConnection(asyncio.Protocol):
             message, self.broken = self.broken, ""
             self._write_400_and_close(message)
             return
+        self.flush()
         self.closed = True
         if self.transport is not None:
             self.transport.close()

@@ -1,9 +1,9 @@
 """The proxy server: listens, owns the client connections, the upstream pool and the routing table.
 
 `Proxy` is the data plane without the control plane: give it a `RoutingTable` (`set_table`) and it serves.
-The follower (`jishi.gateway.follower`) swaps tables in as the registry changes. Background work — sweeping
-idle connections and flushing the access log — runs in one task the proxy owns; connection attempts are
-tasks it tracks and cancels on stop.
+The follower (`jishi.gateway.follower`) swaps tables in as the registry changes. Background work runs in one
+task the proxy owns: read timeouts every 50 ms, and every 0.5 s sweeping idle connections and flushing the
+access log. Connection attempts are tasks it tracks and cancels on stop.
 """
 
 from __future__ import annotations
@@ -87,10 +87,14 @@ class Proxy:
         task.add_done_callback(done)
 
     async def _housekeep(self) -> None:
-        interval = 0.5
+        tick = 0
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(0.05)
+            tick += 1
             try:
+                self.pool.check_timeouts()
+                if tick % 10:
+                    continue
                 self.pool.sweep()
                 cutoff = self.loop.time() - self.keepalive_timeout
                 for client in list(self.clients):

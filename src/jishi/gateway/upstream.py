@@ -9,7 +9,7 @@ alive, the owner gives it back to the `Pool`, which keeps a bounded stack of idl
 Failure kinds reported to the owner (`upstream_failed`):
 
     LOST      the connection closed or was reset before the response was complete
-    TIMEOUT   no response head (or no response byte for a while) within the route's read timeout
+    TIMEOUT   no response byte for the route's read timeout (checked by the pool every ~50 ms, not per request)
     PROTOCOL  the instance sent something that is not HTTP
 """
 
@@ -45,7 +45,6 @@ class UpstreamConnection(asyncio.Protocol):
         "_drop",
         "_loop",
         "_reset_parser",
-        "_timer",
         "addr",
         "chunked",
         "close_delimited",
@@ -79,7 +78,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self.last_read = 0.0
         self.timeout = 0.0
-        self._timer: asyncio.TimerHandle | None = None
         self._reset_parser = False
         self._drop: frozenset[bytes] = _RESPONSE_DROP
         self.no_body = False  # the request was HEAD: the response has no body whatever its headers say
@@ -103,20 +101,18 @@ class UpstreamConnection(asyncio.Protocol):
         self.close_delimited = False
         self.timeout = read_timeout
         self.last_read = self._loop.time()
-        self._timer = self._loop.call_at(self.last_read + read_timeout, self._check_timeout)
+        self.pool.busy.add(self)
         assert self.transport is not None
-        self.transport.writelines(data)
+        self.transport.write(b"".join(data) if len(data) > 1 else data[0])
 
     def write(self, data: bytes) -> None:
         assert self.transport is not None
         self.transport.write(data)
 
     def detach(self) -> None:
-        """Forget the owner and stop the read timer (the exchange is over)."""
+        """Forget the owner and stop watching for a read timeout (the exchange is over)."""
         self.owner = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.pool.busy.discard(self)
 
     def abort(self) -> None:
         """Drop the connection now: it is in an unknown state."""
@@ -147,25 +143,23 @@ class UpstreamConnection(asyncio.Protocol):
             self.parser.feed_data(data)
         except HttpParserError as exc:
             self._fail(PROTOCOL, f"invalid HTTP response: {exc}")
-            return
         if self._reset_parser:
             self._reset_parser = False
             self.parser = HttpResponseParser(self)
+        owner.flush()  # one write to the client for everything this read produced
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         owner = self.owner
         if owner is None:
             self.pool.forget(self)
             return
         if self.close_delimited and self.status >= 200:
-            self.owner = None
+            self.detach()
             owner.response_done(self, keep_alive=False)
-            return
-        self._fail(LOST, f"connection closed: {exc}" if exc else "connection closed by the instance")
+        else:
+            self._fail(LOST, f"connection closed: {exc}" if exc else "connection closed by the instance")
+        owner.flush()
 
     def pause_writing(self) -> None:
         if self.owner is not None:
@@ -226,16 +220,12 @@ class UpstreamConnection(asyncio.Protocol):
 
     # --- failures
 
-    def _check_timeout(self) -> None:
-        self._timer = None
-        if self.owner is None:
-            return
-        due = self.last_read + self.timeout
-        now = self._loop.time()
-        if now < due:
-            self._timer = self._loop.call_at(due, self._check_timeout)
-            return
+    def timed_out(self) -> None:
+        """Nothing was read for `timeout` seconds while a response was awaited (the pool's check found it)."""
+        owner = self.owner
         self._fail(TIMEOUT, f"no response from the instance within {self.timeout:g} s")
+        if owner is not None:
+            owner.flush()
 
     def _fail(self, kind: str, message: str) -> None:
         owner = self.owner
@@ -252,6 +242,7 @@ class Pool:
         self.max_idle = max_idle
         self.idle_timeout = idle_timeout
         self._idle: dict[tuple[str, int], list[UpstreamConnection]] = {}
+        self.busy: set[UpstreamConnection] = set()  # awaiting or reading a response (checked for read timeouts)
 
     def acquire(self, addr: tuple[str, int]) -> UpstreamConnection | None:
         """An idle connection to `addr` that is still open, or None."""
@@ -301,6 +292,14 @@ class Pool:
             else:
                 del self._idle[addr]
         return closed
+
+    def check_timeouts(self) -> int:
+        """Fail every busy connection that read nothing for its read timeout; returns how many."""
+        now = self.loop.time()
+        late = [c for c in self.busy if now - c.last_read >= c.timeout]
+        for conn in late:
+            conn.timed_out()
+        return len(late)
 
     def idle_count(self, addr: tuple[str, int] | None = None) -> int:
         if addr is not None:
