@@ -141,10 +141,9 @@ def _ms(text: str) -> float:
 
 
 def wrk(url: str, connections: int, duration: float) -> dict[str, float]:
-    out = subprocess.run(
-        ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency", url],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+    seconds = max(1, round(duration))
+    argv = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
@@ -200,7 +199,7 @@ def main() -> int:
         print(f"proxies pinned to CPU {PROXY_CPU}; wrk (1 thread), 2 hello instances and the server on CPU {LOAD_CPU}")
         levels = [(64, args.rounds), (256, max(1, args.rounds - 1))]
         results: dict[tuple[str, int], list[dict[str, float]]] = {}
-        for name, url in targets.items():
+        for url in targets.values():
             wrk(url, 64, 1.0)  # warm-up: connections, pools, caches
         for conns, rounds in levels:
             for r in range(rounds):
