@@ -111,7 +111,8 @@ class ClientConnection(asyncio.Protocol):
             self._pause(_P_CLOSING)
         except HttpParserError as exc:
             self._bad_request(f"malformed HTTP request: {exc}")
-        self.flush()
+        if self.out:
+            self.flush()
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -127,13 +128,14 @@ class ClientConnection(asyncio.Protocol):
 
     # --- httptools request callbacks
 
-    def on_message_begin(self) -> None:
-        self.parsing = Exchange(self.loop.time())
+    # (No on_message_begin: httptools skips callbacks a protocol does not define; the URL starts a request.)
 
     def on_url(self, url: bytes) -> None:
         ex = self.parsing
-        assert ex is not None
-        ex.url += url
+        if ex is None:
+            self.parsing = Exchange(self.loop.time(), url)
+        else:
+            ex.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         ex = self.parsing
@@ -366,7 +368,7 @@ class ClientConnection(asyncio.Protocol):
         assert ex is not None and self.transport is not None
         ex.status = status
         close = not ex.keep_alive or self.broken is not None or self.parser is None or self.proxy.stopping
-        parts = [status_line(status, conn.reason), *conn.head_lines]
+        parts = [status_line(status), *conn.head_lines]
         if not bodyless and not has_length:
             if ex.http11:
                 ex.resp_chunked = True

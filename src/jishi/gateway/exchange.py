@@ -52,78 +52,46 @@ class RequestHeader:
 
 
 class Exchange:
-    """The state of one request from its head to the end of its response."""
+    """The state of one request from its head to the end of its response.
 
-    __slots__ = (
-        "body",
-        "body_size",
-        "bytes_out",
-        "chunked_req",
-        "conn",
-        "conn_tokens",
-        "content_length",
-        "error",
-        "expect_continue",
-        "finished",
-        "head_base",
-        "host",
-        "http11",
-        "idempotent",
-        "keep_alive",
-        "last_timeout",
-        "lines",
-        "method",
-        "path",
-        "peer",
-        "replayable",
-        "req_done",
-        "resp_chunked",
-        "resp_close",
-        "resp_started",
-        "route",
-        "stale_retry",
-        "status",
-        "t0",
-        "tried",
-        "tries",
-        "url",
-        "xff",
-    )
+    Most fields start as class-level defaults, so creating one per request costs three assignments.
+    """
 
-    def __init__(self, t0: float) -> None:
+    method = b""
+    host: bytes | None = None
+    xff: bytes | None = None
+    conn_tokens: list[bytes] | None = None
+    chunked_req = False
+    expect_continue = False
+    content_length = -1
+    keep_alive = True
+    http11 = True
+    idempotent = True
+    head_base = b""  # request head without a Host fallback and the final CRLF
+    body_size = 0
+    replayable = True
+    req_done = False
+    route: RouteEntry | None = None
+    path = b""
+    peer: Peer | None = None
+    tried: list[Peer] | None = None
+    tries = 0
+    stale_retry = False
+    last_timeout = False
+    error = ""
+    conn: UpstreamConnection | None = None
+    resp_started = False
+    resp_chunked = False
+    resp_close = False
+    status = 0
+    bytes_out = 0
+    finished = False
+
+    def __init__(self, t0: float, url: bytes) -> None:
         self.t0 = t0
-        self.method = b""
-        self.url = b""
-        self.host: bytes | None = None
+        self.url = url
         self.lines: list[bytes] = []
-        self.xff: bytes | None = None
-        self.conn_tokens: list[bytes] | None = None
-        self.chunked_req = False
-        self.expect_continue = False
-        self.content_length = -1
-        self.keep_alive = True
-        self.http11 = True
-        self.idempotent = True
-        self.head_base = b""  # request head without Host fallback and the final CRLF
-        self.body: list[bytes] = []  # request body as framed for the instance, kept while not yet sent or replayable
-        self.body_size = 0
-        self.replayable = True
-        self.req_done = False
-        self.route: RouteEntry | None = None
-        self.path = b""
-        self.peer: Peer | None = None
-        self.tried: list[Peer] | None = None
-        self.tries = 0
-        self.stale_retry = False
-        self.last_timeout = False
-        self.error = ""
-        self.conn: UpstreamConnection | None = None
-        self.resp_started = False
-        self.resp_chunked = False
-        self.resp_close = False
-        self.status = 0
-        self.bytes_out = 0
-        self.finished = False
+        self.body: list[bytes] = []  # request body as framed for the instance, kept while unsent or replayable
 
     def drop_connection_tokens(self) -> None:
         """Remove headers the client named in its Connection header (they are hop-by-hop too)."""

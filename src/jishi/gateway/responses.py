@@ -7,17 +7,16 @@ from http import HTTPStatus
 
 __all__ = ["error_response", "status_line"]
 
-_STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
+_STATUS_LINES: dict[int, bytes] = {}
 
 
-def status_line(status: int, reason: bytes) -> bytes:
-    """b"HTTP/1.1 200 OK\\r\\n", cached per (status, reason)."""
-    key = (status, reason)
-    line = _STATUS_LINES.get(key)
+def status_line(status: int) -> bytes:
+    """b"HTTP/1.1 200 OK\r\n" with the standard reason phrase (the instance's own phrase is not relayed)."""
+    line = _STATUS_LINES.get(status)
     if line is None:
-        line = b"HTTP/1.1 %d %s\r\n" % (status, reason)
-        if len(_STATUS_LINES) < 512:
-            _STATUS_LINES[key] = line
+        line = b"HTTP/1.1 %d %s\r\n" % (status, _reason(status))
+        if 100 <= status <= 999:
+            _STATUS_LINES[status] = line
     return line
 
 
@@ -25,14 +24,14 @@ def _reason(status: int) -> bytes:
     try:
         return HTTPStatus(status).phrase.encode()
     except ValueError:
-        return b"Error"
+        return b"Unknown"
 
 
 def error_response(status: int, code: str, message: str, *, close: bool, head_only: bool = False) -> bytes:
     """A complete response: `{"error": {"code": ..., "message": ...}}` with the right head."""
     body = json.dumps({"error": {"code": code, "message": message}}).encode() + b"\n"
     head = (
-        status_line(status, _reason(status))
+        status_line(status)
         + b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
         + (b"Connection: close\r\n" if close else b"")
         + b"Server: jishi\r\n\r\n"

@@ -58,7 +58,6 @@ class UpstreamConnection(asyncio.Protocol):
         "owner",
         "parser",
         "pool",
-        "reason",
         "reused",
         "status",
         "timeout",
@@ -82,7 +81,6 @@ class UpstreamConnection(asyncio.Protocol):
         self._drop: frozenset[bytes] = _RESPONSE_DROP
         self.no_body = False  # the request was HEAD: the response has no body whatever its headers say
         self.status = 0
-        self.reason = b""
         self.head_lines: list[bytes] = []
         self.has_length = False
         self.chunked = False
@@ -170,9 +168,6 @@ class UpstreamConnection(asyncio.Protocol):
             self.owner.upstream_resume_writing()
 
     # --- httptools callbacks
-
-    def on_status(self, status: bytes) -> None:
-        self.reason = status
 
     def on_header(self, name: bytes, value: bytes) -> None:
         lname = name.lower()
