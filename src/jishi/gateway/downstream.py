@@ -166,7 +166,7 @@ class ClientConnection(asyncio.Protocol):
         parser = self.parser
         assert ex is not None and parser is not None
         ex.method = parser.get_method()
-        ex.keep_alive = parser.should_keep_alive() and not parser.should_upgrade()
+        ex.keep_alive = parser.should_keep_alive()  # an upgrade request also ends the connection (data_received)
         ex.http11 = parser.get_http_version() == "1.1"
         ex.idempotent = ex.method in IDEMPOTENT
         if ex.content_length > REPLAY_LIMIT:
@@ -316,7 +316,8 @@ class ClientConnection(asyncio.Protocol):
         head = ex.head_base
         if ex.host is None:
             head += b"Host: %s:%d\r\n" % (ex.peer.address.encode(), ex.peer.port)
-        conn.send(self, [head, b"\r\n", *ex.body], head_request=ex.method == b"HEAD", read_timeout=route.read_timeout)
+        payload = b"".join((head, b"\r\n", *ex.body)) if ex.body else head + b"\r\n"
+        conn.send(self, payload, head_request=ex.method == b"HEAD", read_timeout=route.read_timeout)
         if not ex.replayable:
             ex.body.clear()
         if self.paused & _P_PENDING:

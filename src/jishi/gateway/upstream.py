@@ -88,7 +88,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     # --- driven by the owner
 
-    def send(self, owner: ClientConnection, data: list[bytes], *, head_request: bool, read_timeout: float) -> None:
+    def send(self, owner: ClientConnection, data: bytes, *, head_request: bool, read_timeout: float) -> None:
         """Bind to `owner` and send the request (head and any body so far); the response goes to `owner`."""
         self.owner = owner
         self.no_body = head_request
@@ -101,7 +101,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.last_read = self._loop.time()
         self.pool.busy.add(self)
         assert self.transport is not None
-        self.transport.write(b"".join(data) if len(data) > 1 else data[0])
+        self.transport.write(data)
 
     def write(self, data: bytes) -> None:
         assert self.transport is not None
