@@ -96,3 +96,28 @@ def test_two_workers_share_the_port_and_stop_on_sigterm(procs: ProcessGroup, tmp
     assert len(pids) == 2, gw.log()
     gw.signal(15)
     assert gw.popen.wait(15) == 0
+
+
+async def test_sigterm_lets_a_request_in_progress_finish(procs: ProcessGroup, tmp_path: Path) -> None:
+    """On SIGTERM the gateway stops accepting but completes the request in flight, then exits 0."""
+    from jishi.gateway.snapshot import SnapshotFile
+    from jishi.gateway.view import RegistryView
+
+    backend = start_backend(procs, "b0")
+    view = RegistryView()
+    view.routes["/jishi/routes/svc"] = simple_route("svc")
+    inst = backend.instance("svc")
+    view.instances[inst.key] = inst
+    SnapshotFile(tmp_path / "gw" / "snapshot.json").save(view.dump())
+    port = free_port()
+    dead_cp = f"http://127.0.0.1:{free_port()}"
+    gw = procs.python("gateway", "-m", "jishi.gateway", "--control-plane", dead_cp, "--listen", f"127.0.0.1:{port}",
+                      "--state-dir", str(tmp_path / "gw"))  # fmt: skip
+    wait_for_port(port)
+    async with httpx.AsyncClient() as client:
+        pending = asyncio.create_task(client.get(f"http://127.0.0.1:{port}/sleep?s=0.8"))
+        await asyncio.sleep(0.3)
+        gw.signal(15)
+        response = await pending
+    assert response.status_code == 200
+    assert await asyncio.to_thread(gw.popen.wait, 10) == 0

@@ -164,3 +164,30 @@ async def test_pipelined_requests_are_answered_in_order(gateway: GatewayUnderTes
         paths.append(json.loads(await reader.readexactly(length))["path"])
     writer.close()
     assert paths == [f"/sleep?s=0.0{3 - i}" for i in range(3)]
+
+
+async def test_access_log_writes_one_json_line_per_request(backends, tmp_path) -> None:
+    """Each request becomes one JSON line with status, method, path, upstream and tries, written in batches."""
+    from gateway_harness import GatewayUnderTest
+
+    from jishi.gateway import AccessLog, Proxy
+
+    bs = backends(1)
+    log_path = tmp_path / "access.log"
+    proxy = Proxy(access_log=AccessLog(log_path))
+    gw = GatewayUnderTest(proxy, await proxy.start("127.0.0.1", 0))
+    try:
+        gw.set([simple_route()], [bs[0].instance()])
+        async with httpx.AsyncClient(base_url=gw.url) as client:
+            await client.get("/whoami?a=1")
+            await client.get("/nothing-here", headers={"Host": "x"})
+        assert not log_path.read_text()  # buffered, not written per request
+    finally:
+        await proxy.stop(grace=1.0)
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert [(e["method"], e["path"], e["status"], e["tries"]) for e in lines] == [
+        ("GET", "/whoami?a=1", 200, 1),
+        ("GET", "/nothing-here", 200, 1),
+    ]
+    assert lines[0]["upstream"] == f"127.0.0.1:{bs[0].port}" and lines[0]["bytes"] > 0
+    assert {"time", "client", "duration_ms"} <= set(lines[0])
