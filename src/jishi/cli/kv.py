@@ -1,4 +1,7 @@
-"""`jishi kv get|put|del|watch`: the user's configuration key-value space (keys live under /jishi/kv/)."""
+"""`jishi kv get|put|del|watch`: the user's configuration key-value space (keys live under /jishi/kv/).
+
+Values are printed as they are (plain text, tabs kept), so scripts can use them.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from typing import Annotated
 import typer
 
 from jishi.api import HttpControlPlane
-from jishi.cli._console import call, fail, out
+from jishi.cli._console import call, err, fail, out
 from jishi.registry.model import KV
 from jishi.store import EventType, KeyValue
 
@@ -44,9 +47,9 @@ def get(ctx: typer.Context, key: str, prefix: PrefixOpt = False, as_json: JsonOp
         out.print_json(json.dumps([_kv_json(kv) for kv in kvs]))
     elif prefix:
         for kv in kvs:
-            out.print(f"{kv.key.decode()}\t{kv.value.decode(errors='replace')}", markup=False)
+            typer.echo(f"{kv.key.decode()}\t{kv.value.decode(errors='replace')}")
     else:
-        out.print(kvs[0].value.decode(errors="replace"), markup=False)
+        typer.echo(kvs[0].value.decode(errors="replace"))
 
 
 @app.command("put")
@@ -74,6 +77,8 @@ def watch(ctx: typer.Context, key: str, prefix: PrefixOpt = False, as_json: Json
 
     async def follow(cp: HttpControlPlane) -> None:
         revision, _ = await cp.snapshot(full)
+        what = f"keys under {key!r}" if prefix else f"key {key!r}"
+        err.print(f"watching {what} from revision {revision + 1} (Ctrl-C stops)", style="dim")
         async for event in cp.watch(full, revision + 1):
             name = event.kv.key.decode()[len(KV) :]
             if not prefix and name != key:
@@ -81,11 +86,11 @@ def watch(ctx: typer.Context, key: str, prefix: PrefixOpt = False, as_json: Json
             value = event.kv.value.decode(errors="replace")
             if as_json:
                 doc = {"type": event.type.value, "key": name, "value": value, "revision": event.kv.mod_revision}
-                out.print(json.dumps(doc), markup=False)
+                typer.echo(json.dumps(doc))
             elif event.type is EventType.PUT:
-                out.print(f"PUT {name} {value}", markup=False)
+                typer.echo(f"PUT {name} {value}")
             else:
-                out.print(f"DELETE {name}", markup=False)
+                typer.echo(f"DELETE {name}")
 
     try:
         call(_url(ctx), follow)
