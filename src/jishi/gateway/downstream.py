@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, cast
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
+from jishi.core.retry import Action, Attempt, Failure, decide
 from jishi.gateway.exchange import IDEMPOTENT, REPLAY_LIMIT, Exchange, RequestHeader
 from jishi.gateway.responses import error_response, status_line
-from jishi.gateway.upstream import LOST, TIMEOUT, WRITE_HIGH, UpstreamConnection
+from jishi.gateway.upstream import WRITE_HIGH, UpstreamConnection
 
 if TYPE_CHECKING:
     from jishi.core.balancer import Peer
@@ -304,7 +305,8 @@ class ClientConnection(asyncio.Protocol):
         if conn is None:
             timed_out = isinstance(error, TimeoutError)
             what = "timed out" if timed_out else f"failed: {error}"
-            self._peer_failed(ex, peer, f"connect to {peer.address}:{peer.port} {what}", timed_out)
+            message = f"connect to {peer.address}:{peer.port} {what}"
+            self._after_failure(ex, peer, Failure.CONNECT, message, reused=False, got_bytes=False, timed_out=timed_out)
         else:
             self._send(ex, conn)
         self.flush()
@@ -325,20 +327,57 @@ class ClientConnection(asyncio.Protocol):
         if self.write_paused and conn.transport is not None:
             conn.transport.pause_reading()
 
-    def _peer_failed(self, ex: Exchange, peer: Peer, message: str, timed_out: bool) -> None:
-        """A try failed in a way that says the peer is down: mark it, and retry elsewhere if allowed."""
-        ex.error = message
-        ex.last_timeout = timed_out
-        self._mark_failed(ex, peer)
-        if ex.tried is None:
-            ex.tried = []
-        ex.tried.append(peer)
+    def _after_failure(
+        self,
+        ex: Exchange,
+        peer: Peer,
+        failure: Failure,
+        message: str,
+        *,
+        reused: bool,
+        got_bytes: bool,
+        timed_out: bool,
+    ) -> None:
+        """A try failed: carry out what `jishi.core.retry.decide` says."""
         route = ex.route
         assert route is not None
-        if ex.tries <= route.retries:
-            self._try(ex, None)
-        else:
-            self._give_up(ex)
+        action = decide(
+            Attempt(
+                failure=failure,
+                response_started=ex.resp_started,
+                got_bytes=got_bytes,
+                reused=reused,
+                idempotent=ex.idempotent,
+                replayable=ex.replayable,
+                stale_retried=ex.stale_retry,
+                tries=ex.tries,
+                retries=route.retries,
+            )
+        )
+        if action is Action.ABORT:
+            log.warning("route %s: instance %s broke off a response: %s", route.name, peer.key, message)
+            ex.resp_close = True
+            self._finish(ex)
+        elif action is Action.RETRY_FRESH:
+            ex.stale_retry = True  # a pooled connection the instance had closed: try a fresh one
+            self._try(ex, peer)
+        elif action is Action.FAIL:
+            ex.error = message
+            if failure is Failure.TIMEOUT:
+                self._error(ex, 504, "upstream_timeout", f"instance {peer.key}: {message}")
+            else:
+                self._error(ex, 502, "upstream_failed", f"instance {peer.key}: {message}")
+        else:  # RETRY_OTHER or GIVE_UP: the peer looks down
+            ex.error = f"{peer.address}:{peer.port}: {message}" if failure is not Failure.CONNECT else message
+            ex.last_timeout = timed_out
+            self._mark_failed(ex, peer)
+            if ex.tried is None:
+                ex.tried = []
+            ex.tried.append(peer)
+            if action is Action.RETRY_OTHER:
+                self._try(ex, None)
+            else:
+                self._give_up(ex)
 
     def _give_up(self, ex: Exchange) -> None:
         if ex.tries == 0:
@@ -408,30 +447,14 @@ class ClientConnection(asyncio.Protocol):
             conn.abort()
         self._finish(ex)
 
-    def upstream_failed(self, conn: UpstreamConnection, kind: str, message: str) -> None:
+    def upstream_failed(self, conn: UpstreamConnection, kind: Failure, message: str) -> None:
         ex = self.active
         if ex is None or ex.conn is not conn:
             return
         ex.conn = None
         peer = ex.peer
-        assert peer is not None and ex.route is not None
-        if ex.resp_started:
-            log.warning("route %s: instance %s broke off a response: %s", ex.route.name, peer.key, message)
-            ex.resp_close = True
-            self._finish(ex)
-            return
-        if kind == LOST and not conn.got_bytes and ex.idempotent and ex.replayable:
-            if conn.reused and not ex.stale_retry:
-                ex.stale_retry = True  # a pooled connection the instance had closed: try a fresh one
-                self._try(ex, peer)
-                return
-            self._peer_failed(ex, peer, f"{peer.address}:{peer.port}: {message}", False)
-            return
-        ex.error = message
-        if kind == TIMEOUT:
-            self._error(ex, 504, "upstream_timeout", f"instance {peer.key}: {message}")
-        else:
-            self._error(ex, 502, "upstream_failed", f"instance {peer.key}: {message}")
+        assert peer is not None
+        self._after_failure(ex, peer, kind, message, reused=conn.reused, got_bytes=conn.got_bytes, timed_out=False)
 
     def upstream_pause_writing(self) -> None:
         self._pause(_P_UPSTREAM)

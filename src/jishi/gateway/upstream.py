@@ -6,11 +6,9 @@ request is in flight on a connection at a time. After a complete response on a c
 alive, the owner gives it back to the `Pool`, which keeps a bounded stack of idle connections per
 (address, port): newest first, closed after `idle_timeout`, dropped at once when the instance closes them.
 
-Failure kinds reported to the owner (`upstream_failed`):
-
-    LOST      the connection closed or was reset before the response was complete
-    TIMEOUT   no response byte for the route's read timeout (checked by the pool every ~50 ms, not per request)
-    PROTOCOL  the instance sent something that is not HTTP
+Failures reported to the owner (`upstream_failed`, kinds from `jishi.core.retry.Failure`): LOST (closed or
+reset before the response was complete), TIMEOUT (no response byte for the route's read timeout; the pool
+checks every ~50 ms rather than arming a timer per request), PROTOCOL (not HTTP).
 """
 
 from __future__ import annotations
@@ -21,14 +19,16 @@ from typing import TYPE_CHECKING, cast
 
 from httptools import HttpParserError, HttpResponseParser
 
+from jishi.core.retry import Failure
+
 if TYPE_CHECKING:
     from jishi.gateway.downstream import ClientConnection
 
-__all__ = ["LOST", "PROTOCOL", "TIMEOUT", "Pool", "UpstreamConnection"]
+__all__ = ["Pool", "UpstreamConnection"]
 
 log = logging.getLogger(__name__)
 
-LOST, TIMEOUT, PROTOCOL = "lost", "timeout", "protocol"
+LOST, TIMEOUT, PROTOCOL = Failure.LOST, Failure.TIMEOUT, Failure.PROTOCOL
 
 WRITE_HIGH = 256 * 1024
 
@@ -222,7 +222,7 @@ class UpstreamConnection(asyncio.Protocol):
         if owner is not None:
             owner.flush()
 
-    def _fail(self, kind: str, message: str) -> None:
+    def _fail(self, kind: Failure, message: str) -> None:
         owner = self.owner
         self.abort()
         if owner is not None:
