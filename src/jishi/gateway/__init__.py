@@ -4,9 +4,10 @@
     Proxy(table)                                                           the proxy alone, fed a RoutingTable
     Follower(control_plane, proxy, state_dir, gateway_id=..., url=...)    keeps a proxy's table current
 
-Modules: `downstream` (client connections, failover), `upstream` (instance connections, pool), `exchange`
-(per-request state, header rules), `proxy` (listener, housekeeping), `follower` + `view` + `snapshot`
-(control plane → routing table, last-known-good file), `accesslog`, `responses`, `main`.
+Modules: `downstream` (client connections), `failover` (carrying out `jishi.core.retry`), `upstream`
+(instance connections, pool), `exchange` (per-request state, header rules), `proxy` (listener, housekeeping),
+`follower` + `view` + `snapshot` (control plane → routing table, last-known-good file), `accesslog`,
+`responses`, `main`.
 """
 
 from jishi.gateway.accesslog import AccessLog

@@ -5,11 +5,7 @@ pooled connection or open one, send the head and stream the body, stream the res
 connection are answered in order: a pipelined request waits (with reading paused) until the one before it is
 answered.
 
-Failover (see `Exchange` for what is kept): a try that fails at connect, or whose connection was lost before
-any response byte while the request is idempotent and its body is still kept (≤ 64 KiB), is retried on
-another peer, up to the route's `retries`; the failed peer is marked down in the balancer for a short time. A
-pooled connection that turns out to be closed by the instance is retried once on a fresh connection to the
-same peer without counting a try. Non-idempotent requests are not resent once sent.
+Failover is decided by `jishi.core.retry.decide` and carried out by `jishi.gateway.failover`.
 
 Flow control: when the client's write buffer is full the instance connection stops reading, and when the
 instance connection's write buffer is full (or a body waits for a connection) the client stops reading.
@@ -24,8 +20,9 @@ from typing import TYPE_CHECKING, cast
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
-from jishi.core.retry import Action, Attempt, Failure, decide
+from jishi.core.retry import Failure
 from jishi.gateway.exchange import IDEMPOTENT, REPLAY_LIMIT, Exchange, RequestHeader
+from jishi.gateway.failover import after_failure, give_up
 from jishi.gateway.responses import error_response, status_line
 from jishi.gateway.upstream import WRITE_HIGH, UpstreamConnection
 
@@ -97,7 +94,7 @@ class ClientConnection(asyncio.Protocol):
                 ex.conn = None
             if not ex.status or not ex.resp_started:
                 ex.status = 499  # the client went away before its response was complete
-            self._finish(ex)
+            self.finish(ex)
         self.queue.clear()
 
     def data_received(self, data: bytes) -> None:
@@ -230,24 +227,24 @@ class ClientConnection(asyncio.Protocol):
         if self.proxy.stopping:
             ex.keep_alive = False
         if ex.method == b"CONNECT":
-            self._error(ex, 405, "method_not_allowed", "the gateway does not tunnel CONNECT requests")
+            self.error(ex, 405, "method_not_allowed", "the gateway does not tunnel CONNECT requests")
             return
         url = ex.url
         if url[:1] != b"/":
             origin = self._origin_form(ex)
             if origin is None:
-                self._error(ex, 400, "bad_request", f"request target {ex.url[:200]!r} is not a path")
+                self.error(ex, 400, "bad_request", f"request target {ex.url[:200]!r} is not a path")
                 return
             url = origin
         match = self.proxy.table.match(ex.host, url)
         if match is None:
             host = (ex.host or b"").decode("latin-1")
-            self._error(ex, 404, "no_route", f"no route for host {host!r} and path {url[:200].decode('latin-1')!r}")
+            self.error(ex, 404, "no_route", f"no route for host {host!r} and path {url[:200].decode('latin-1')!r}")
             return
         route = ex.route = match.route
         ex.path = match.path
         if not route.balancer.peers:
-            self._error(ex, 503, "no_healthy_instance", f"route {route.name!r} has no healthy instance")
+            self.error(ex, 503, "no_healthy_instance", f"route {route.name!r} has no healthy instance")
             return
         if ex.expect_continue and not ex.req_done:
             self.out.append(_CONTINUE)
@@ -259,7 +256,7 @@ class ClientConnection(asyncio.Protocol):
         if ex.chunked_req:
             parts.append(_TE_CHUNKED)
         ex.head_base = b"".join(parts)
-        self._try(ex, None)
+        self.try_peer(ex, None)
 
     def _origin_form(self, ex: Exchange) -> bytes | None:
         """Absolute-form targets (`GET http://host/path`): take the host from the URL, return the path."""
@@ -276,7 +273,7 @@ class ClientConnection(asyncio.Protocol):
         ex.url = path
         return path
 
-    def _try(self, ex: Exchange, same_peer: Peer | None) -> None:
+    def try_peer(self, ex: Exchange, same_peer: Peer | None) -> None:
         route = ex.route
         assert route is not None
         if same_peer is not None:
@@ -284,7 +281,7 @@ class ClientConnection(asyncio.Protocol):
         else:
             peer = route.balancer.pick(self.loop.time(), ex.tried)
             if peer is None:
-                self._give_up(ex)
+                give_up(self, ex)
                 return
             ex.tries += 1
         assert peer is not None
@@ -306,7 +303,7 @@ class ClientConnection(asyncio.Protocol):
             timed_out = isinstance(error, TimeoutError)
             what = "timed out" if timed_out else f"failed: {error}"
             message = f"connect to {peer.address}:{peer.port} {what}"
-            self._after_failure(ex, peer, Failure.CONNECT, message, reused=False, got_bytes=False, timed_out=timed_out)
+            after_failure(self, ex, peer, Failure.CONNECT, message, reused=False, got_bytes=False, timed_out=timed_out)
         else:
             self._send(ex, conn)
         self.flush()
@@ -326,80 +323,6 @@ class ClientConnection(asyncio.Protocol):
             self._resume(_P_PENDING)
         if self.write_paused and conn.transport is not None:
             conn.transport.pause_reading()
-
-    def _after_failure(
-        self,
-        ex: Exchange,
-        peer: Peer,
-        failure: Failure,
-        message: str,
-        *,
-        reused: bool,
-        got_bytes: bool,
-        timed_out: bool,
-    ) -> None:
-        """A try failed: carry out what `jishi.core.retry.decide` says."""
-        route = ex.route
-        assert route is not None
-        action = decide(
-            Attempt(
-                failure=failure,
-                response_started=ex.resp_started,
-                got_bytes=got_bytes,
-                reused=reused,
-                idempotent=ex.idempotent,
-                replayable=ex.replayable,
-                stale_retried=ex.stale_retry,
-                tries=ex.tries,
-                retries=route.retries,
-            )
-        )
-        if action is Action.ABORT:
-            log.warning("route %s: instance %s broke off a response: %s", route.name, peer.key, message)
-            ex.resp_close = True
-            self._finish(ex)
-        elif action is Action.RETRY_FRESH:
-            ex.stale_retry = True  # a pooled connection the instance had closed: try a fresh one
-            self._try(ex, peer)
-        elif action is Action.FAIL:
-            ex.error = message
-            if failure is Failure.TIMEOUT:
-                self._error(ex, 504, "upstream_timeout", f"instance {peer.key}: {message}")
-            else:
-                self._error(ex, 502, "upstream_failed", f"instance {peer.key}: {message}")
-        else:  # RETRY_OTHER or GIVE_UP: the peer looks down
-            ex.error = f"{peer.address}:{peer.port}: {message}" if failure is not Failure.CONNECT else message
-            ex.last_timeout = timed_out
-            self._mark_failed(ex, peer)
-            if ex.tried is None:
-                ex.tried = []
-            ex.tried.append(peer)
-            if action is Action.RETRY_OTHER:
-                self._try(ex, None)
-            else:
-                self._give_up(ex)
-
-    def _give_up(self, ex: Exchange) -> None:
-        if ex.tries == 0:
-            name = ex.route.name if ex.route is not None else "?"
-            self._error(ex, 503, "no_healthy_instance", f"route {name!r} has no healthy instance")
-        elif ex.last_timeout:
-            self._error(ex, 504, "upstream_timeout", f"{ex.tries} tries failed; last: {ex.error}")
-        else:
-            self._error(ex, 502, "upstream_unavailable", f"{ex.tries} tries failed; last: {ex.error}")
-
-    def _mark_failed(self, ex: Exchange, peer: Peer) -> None:
-        now = self.loop.time()
-        route = ex.route
-        assert route is not None
-        if peer.failed_until <= now:
-            log.warning("route %s: instance %s at %s:%d failed (%s)", route.name, peer.key, *peer.addr, ex.error)
-        route.balancer.mark_failed(peer, now)
-        current = self.proxy.table.routes.get(route.name)
-        if current is not None and current is not route:
-            same = current.balancer.get(peer.key)
-            if same is not None:
-                current.balancer.mark_failed(same, now)
 
     # --- called by UpstreamConnection
 
@@ -445,7 +368,7 @@ class ClientConnection(asyncio.Protocol):
             self.pool.release(conn)
         else:
             conn.abort()
-        self._finish(ex)
+        self.finish(ex)
 
     def upstream_failed(self, conn: UpstreamConnection, kind: Failure, message: str) -> None:
         ex = self.active
@@ -454,7 +377,7 @@ class ClientConnection(asyncio.Protocol):
         ex.conn = None
         peer = ex.peer
         assert peer is not None
-        self._after_failure(ex, peer, kind, message, reused=conn.reused, got_bytes=conn.got_bytes, timed_out=False)
+        after_failure(self, ex, peer, kind, message, reused=conn.reused, got_bytes=conn.got_bytes, timed_out=False)
 
     def upstream_pause_writing(self) -> None:
         self._pause(_P_UPSTREAM)
@@ -464,7 +387,7 @@ class ClientConnection(asyncio.Protocol):
 
     # --- endings
 
-    def _error(self, ex: Exchange, status: int, code: str, message: str) -> None:
+    def error(self, ex: Exchange, status: int, code: str, message: str) -> None:
         assert self.transport is not None
         close = (
             not ex.keep_alive
@@ -477,9 +400,9 @@ class ClientConnection(asyncio.Protocol):
         ex.resp_started = True
         self.out.append(error_response(status, code, message, close=close, head_only=ex.method == b"HEAD"))
         self.flush()
-        self._finish(ex)
+        self.finish(ex)
 
-    def _finish(self, ex: Exchange) -> None:
+    def finish(self, ex: Exchange) -> None:
         ex.finished = True
         proxy = self.proxy
         if proxy.access_log is not None:
@@ -517,10 +440,10 @@ class ClientConnection(asyncio.Protocol):
                 ex.conn = None
             if ex.resp_started:
                 ex.resp_close = True
-                self._finish(ex)
+                self.finish(ex)
             else:
                 ex.keep_alive = False
-                self._error(ex, 400, "bad_request", message)
+                self.error(ex, 400, "bad_request", message)
             return
         if ex is not None and ex in self.queue:
             self.queue.remove(ex)
