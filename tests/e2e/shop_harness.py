@@ -7,11 +7,13 @@ process it ever saw (platform processes and instances, by PID) is left; survivor
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -125,8 +127,6 @@ class ShopRun:
         return httpx.get(self.gateway + path, timeout=5.0)
 
     def jishi(self, *args: str) -> tuple[int, str, str]:
-        import subprocess
-
         argv = [sys.executable, "-m", "jishi", "--control-plane", self.control_plane, *args]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
         return done.returncode, done.stdout, done.stderr
@@ -137,18 +137,14 @@ class ShopRun:
         """SIGTERM `up`; its exit code. Afterwards no process seen during the run may be alive."""
         if self.up is None:
             return None
-        try:
+        with contextlib.suppress(httpx.HTTPError):  # the control plane may be down on purpose; PIDs seen so far
             self.status()
-        except httpx.HTTPError:
-            pass
-        try:
+        with contextlib.suppress(OSError, ValueError):  # `up` may have stopped already and removed the file
             self.seen_pids.update(self.platform_pids().values())
-        except (OSError, ValueError):
-            pass
         self.up.signal(signal.SIGTERM)
         try:
-            code = self.up.popen.wait(timeout=timeout)
-        except Exception:
+            code: int | None = self.up.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
             code = None
         self.seen_pids.discard(self.up.pid)
         deadline = time.monotonic() + 5

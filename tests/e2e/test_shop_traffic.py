@@ -6,6 +6,7 @@ import socket
 import time
 from collections import Counter
 
+import httpx
 import pytest
 from shop_harness import Load, ShopRun
 
@@ -23,9 +24,7 @@ def test_whoami_reaches_all_three_catalog_instances_evenly(shop: ShopRun):
 def test_order_is_priced_by_catalog_through_the_gateway(shop: ShopRun):
     """POST /api/orders/orders returns an order priced by a catalog instance, for a real user."""
     reply = shop.get("/api/catalog/items/2").json()
-    created = __import__("httpx").post(
-        shop.gateway + "/api/orders/orders", json={"user_id": 1, "item_id": 2, "qty": 3}, timeout=10
-    )
+    created = httpx.post(shop.gateway + "/api/orders/orders", json={"user_id": 1, "item_id": 2, "qty": 3}, timeout=10)
     assert created.status_code == 201, created.text
     order = created.json()
     assert order["unit_price_cents"] == reply["price_cents"]
@@ -34,7 +33,7 @@ def test_order_is_priced_by_catalog_through_the_gateway(shop: ShopRun):
     assert order["user"]["id"] == 1
     listed = shop.get("/api/orders/orders").json()["orders"]
     assert [o["id"] for o in listed] == [order["id"]]
-    unknown = __import__("httpx").post(shop.gateway + "/api/orders/orders", json={"user_id": 1, "item_id": 999})
+    unknown = httpx.post(shop.gateway + "/api/orders/orders", json={"user_id": 1, "item_id": 999})
     assert unknown.status_code == 422 and unknown.json()["code"] == "unknown_item"
 
 
