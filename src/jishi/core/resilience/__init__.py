@@ -13,7 +13,7 @@ asks the policy, and carries out the answer: wait, send, refuse with 429/503 and
     keyed           KeyedLimiter — one limiter per key, bounded
     retry, budget   RetryPolicy (backoff + jitter), RetryBudget (Envoy)
     hedge           HedgePolicy
-    concurrency     ConcurrencyLimiter with AIMDLimit or GradientLimit
+    concurrency     ConcurrencyLimiter with AIMDLimit or GradientLimit, in a WindowedLimit
 """
 
 from jishi.core.resilience.breaker import Breaker, BreakerConfig, BreakerMetrics, WindowType
@@ -21,7 +21,13 @@ from jishi.core.resilience.breaker_states import BreakerState, BreakerTrigger, I
 from jishi.core.resilience.buckets import LeakyBucketMeter, LeakyBucketQueue, TokenBucket
 from jishi.core.resilience.budget import RetryBudget
 from jishi.core.resilience.bulkhead import Admission, Bulkhead
-from jishi.core.resilience.concurrency import AIMDLimit, ConcurrencyLimiter, GradientLimit, LimitAlgorithm
+from jishi.core.resilience.concurrency import (
+    AIMDLimit,
+    ConcurrencyLimiter,
+    GradientLimit,
+    LimitAlgorithm,
+    WindowedLimit,
+)
 from jishi.core.resilience.gcra import GCRA, Throttle
 from jishi.core.resilience.hedge import Hedge, HedgePolicy
 from jishi.core.resilience.keyed import KeyedLimiter
@@ -64,4 +70,5 @@ __all__ = [
     "TokenBucket",
     "WarmUpLimiter",
     "WindowType",
+    "WindowedLimit",
 ]

@@ -22,6 +22,12 @@ limit algorithm updates the limit from that sample:
   Samples while the limiter is under-used (inflight < limit / 2) do not change the limit (app-limited). A
   dropped sample is treated as the worst gradient (0.5), as a queue that overflowed.
 
+Both react to every sample they are given. When feedback lags — samples report on calls admitted a round trip
+ago — per-sample updates overshoot and then cut the limit once per late sample. `WindowedLimit` (Netflix's
+`WindowedLimit`) wraps either and feeds it one aggregate per window of `max(min_samples, limit)` samples — about
+one round trip at saturation: mean RTT, the largest inflight, and whether any call dropped. That makes AIMD add
+one per round trip, as TCP does, and is the recommended way to run both.
+
 RTTs are in seconds. Limits are floats internally; `limit` is the integer the limiter admits against.
 """
 
@@ -30,7 +36,7 @@ from __future__ import annotations
 import math
 from typing import Protocol
 
-__all__ = ["AIMDLimit", "ConcurrencyLimiter", "GradientLimit", "LimitAlgorithm"]
+__all__ = ["AIMDLimit", "ConcurrencyLimiter", "GradientLimit", "LimitAlgorithm", "WindowedLimit"]
 
 
 class LimitAlgorithm(Protocol):
@@ -151,6 +157,39 @@ class GradientLimit:
         new = estimate * (1.0 - self.smoothing) + new * self.smoothing
         self._estimate = max(float(self.min_limit), min(float(self.max_limit), new))
         return int(self._estimate)
+
+
+class WindowedLimit:
+    """Feeds `algorithm` one aggregate sample per window of `max(min_samples, limit)` samples."""
+
+    __slots__ = ("_dropped", "_inflight", "_n", "_rtt_sum", "algorithm", "min_samples")
+
+    def __init__(self, algorithm: LimitAlgorithm, min_samples: int = 10) -> None:
+        if min_samples < 1:
+            raise ValueError(f"windowed limit min_samples must be at least 1, not {min_samples}")
+        self.algorithm = algorithm
+        self.min_samples = min_samples
+        self._n = 0
+        self._rtt_sum = 0.0
+        self._inflight = 0
+        self._dropped = False
+
+    @property
+    def limit(self) -> int:
+        return self.algorithm.limit
+
+    def update(self, rtt: float, inflight: int, dropped: bool) -> int:
+        """Add one sample; at the end of a window, update the algorithm. Returns the (possibly new) limit."""
+        self._n += 1
+        self._rtt_sum += rtt
+        if inflight > self._inflight:
+            self._inflight = inflight
+        self._dropped = self._dropped or dropped
+        if self._n < max(self.min_samples, self.algorithm.limit):
+            return self.algorithm.limit
+        mean, most, drop = self._rtt_sum / self._n, self._inflight, self._dropped
+        self._n, self._rtt_sum, self._inflight, self._dropped = 0, 0.0, 0, False
+        return self.algorithm.update(mean, most, drop)
 
 
 class ConcurrencyLimiter:
