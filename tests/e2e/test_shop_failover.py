@@ -63,6 +63,7 @@ def test_gateway_keeps_routing_with_the_control_plane_down(shop: ShopRun):
         os.kill(shop.up.pid, signal.SIGCONT)
     shop.wait_in_rotation({"catalog": 3, "orders": 2, "users": 2}, timeout=20)  # the server came back
     assert shop.platform_pids()["server"] != pids["server"]
+    assert "the server" in shop.up.log() and "restarting it in" in shop.up.log()  # and `up` said so
 
 
 def test_sigterm_stops_everything_in_order_and_exits_0(shop: ShopRun):
