@@ -108,7 +108,8 @@ class Child:
             while self.popen.poll() is None and time.monotonic() < deadline and not hurry():
                 time.sleep(0.05)
             if self.popen.poll() is None:
-                log.warning("%s (pid %d) did not stop within %.0f s; killing it", self.name, pid, timeout)
+                why = "told to hurry" if hurry() else f"did not stop within {timeout:.0f} s"
+                log.warning("%s (pid %d) %s; killing it", self.name, pid, why)
                 _killpg(pid, signal.SIGKILL)
                 self.popen.wait(timeout=5)
         _killpg(pid, signal.SIGKILL)  # anything left in its group (gateway workers, say)

@@ -40,6 +40,7 @@ __all__ = ["Platform", "StartupError", "run_up"]
 
 READY_TIMEOUT = 15.0  # server answering, gateway listening
 INSTANCES_TIMEOUT = 30.0  # every declared instance in rotation (only reported, not fatal)
+SIGNAL_DEBOUNCE = 1.0  # a second signal this soon after the first is the same one, delivered twice
 
 
 class StartupError(JishiError):
@@ -92,14 +93,19 @@ class Platform:
         self.children = [self.server, self.gateway, self.agent]
         self.pid_file = data / "up.json"
         self.signals = 0
+        self._first_signal = 0.0
         self._rng = random.Random()
 
     # ---- signals ---------------------------------------------------------------------------------------
 
     def on_signal(self, signum: int, frame: FrameType | None = None) -> None:
+        now = time.monotonic()
+        if self.signals and now - self._first_signal < SIGNAL_DEBOUNCE:
+            return  # the same Ctrl-C delivered twice (terminal group + a wrapper such as `uv run` forwarding it)
         self.signals += 1
         name = signal.Signals(signum).name
         if self.signals == 1:
+            self._first_signal = now
             err.print(f"\n{name}: stopping (agent, then gateway, then server)… again to hurry")
         else:
             err.print(f"{name} again: killing what is left")
@@ -188,6 +194,8 @@ class Platform:
                 break
             self.check_children()
             time.sleep(0.2)
+        if self.stop_requested:
+            return
         summary = ", ".join(f"{name} {counts.get(name, 0)}/{n}" for name, n in sorted(desired.items()))
         took = time.monotonic() - started
         ready = all(counts.get(name, 0) >= n for name, n in desired.items())
