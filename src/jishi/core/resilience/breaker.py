@@ -28,13 +28,15 @@ the current state does not allow raises `IllegalTransition` and changes nothing.
 Outcomes reported while OPEN, FORCED_OPEN or DISABLED are ignored. An outcome of a call that was permitted in an
 earlier state but reports during HALF_OPEN counts as a probe result (as in resilience4j).
 
-Speed: the CLOSED path is one flag test in `try_acquire` and one window update plus two integer comparisons in
-`on_success`/`on_failure` — no allocation, no lock.
+Speed: in CLOSED, `try_acquire` is one flag test and `on_success`/`on_failure` *are* the window's handlers
+(re-bound at each state change), which update a ring in place and judge the rates only when they can have risen —
+no allocation, no lock, one call each.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -45,7 +47,7 @@ from jishi.core.resilience.breaker_states import (
     IllegalTransition,
     StateChange,
 )
-from jishi.core.resilience.outcomes import FAILED, SLOW, CountWindow, OutcomeWindow, TimeWindow
+from jishi.core.resilience.outcomes import FAILED, CountWindow, OutcomeWindow, Thresholds, TimeWindow
 
 __all__ = ["Breaker", "BreakerConfig", "BreakerMetrics", "WindowType"]
 
@@ -107,7 +109,12 @@ class BreakerMetrics(NamedTuple):
 
 
 class Breaker:
-    """One circuit breaker. Not thread-safe by design: one event loop feeds it."""
+    """One circuit breaker. Not thread-safe by design: one event loop feeds it.
+
+    The call path is `try_acquire(now) -> bool`, then exactly one of `on_success(now, duration)`,
+    `on_failure(now, duration)` or `release(now)`. `on_success`/`on_failure` are re-bound on every state change to
+    the handler of the new state (the window's own in CLOSED and METRICS_ONLY), so the closed path is one call.
+    """
 
     __slots__ = (
         "_admit_all",
@@ -118,36 +125,42 @@ class Breaker:
         "_ho_failures",
         "_ho_permits",
         "_ho_slow",
-        "_min_calls",
         "_open_until",
         "_opened_at",
         "_opens",
-        "_record",
         "_slow_pct",
         "_slow_s",
         "_window",
         "config",
         "events_dropped",
         "not_permitted",
+        "on_failure",
+        "on_success",
         "state",
     )
 
+    on_success: Callable[[float, float], None]
+    """The permitted call succeeded after `duration` seconds: `on_success(now, duration)`."""
+    on_failure: Callable[[float, float], None]
+    """The permitted call failed after `duration` seconds: `on_failure(now, duration)`."""
+
     def __init__(self, config: BreakerConfig | None = None) -> None:
         self.config = c = config or BreakerConfig()
+        minimum = min(c.minimum_calls, c.window_size) if c.window_type is WindowType.COUNT else c.minimum_calls
+        thresholds = Thresholds(
+            minimum, c.failure_rate_threshold, c.slow_call_rate_threshold, c.slow_call_duration, self._judge
+        )
         window: OutcomeWindow
         if c.window_type is WindowType.COUNT:
-            window = CountWindow(c.window_size)
-            self._min_calls = min(c.minimum_calls, c.window_size)
+            window = CountWindow(c.window_size, thresholds)
         else:
-            window = TimeWindow(c.window_size)
-            self._min_calls = c.minimum_calls
+            window = TimeWindow(c.window_size, thresholds)
         self._window = window
         self._fail_pct = c.failure_rate_threshold
         self._slow_pct = c.slow_call_rate_threshold
         self._slow_s = c.slow_call_duration
         self.state = BreakerState.CLOSED
         self._admit_all = True  # CLOSED, DISABLED, METRICS_ONLY: every call is permitted
-        self._record = True  # CLOSED, METRICS_ONLY: outcomes go into the window
         self._opens = 0  # consecutive opens since last CLOSED
         self._open_until = self._opened_at = 0.0
         self._ho_permits = self._ho_calls = self._ho_failures = self._ho_slow = 0
@@ -155,6 +168,7 @@ class Breaker:
         self._events: list[StateChange] = []
         self.events_dropped = 0
         self.not_permitted = 0
+        self._bind()
 
     # -- the call path -------------------------------------------------------------------------------------------
 
@@ -163,32 +177,6 @@ class Breaker:
         if self._admit_all:
             return True
         return self._acquire_slow(now)
-
-    def on_success(self, now: float, duration: float) -> None:
-        """The permitted call succeeded after `duration` seconds."""
-        if self._record:
-            w = self._window
-            w.record(now, SLOW if duration >= self._slow_s else 0)
-            calls = w.calls
-            if calls >= self._min_calls and (
-                w.failures * 100.0 >= self._fail_pct * calls or w.slow * 100.0 >= self._slow_pct * calls
-            ):
-                self._judge(now)
-        elif self.state is _HALF_OPEN:
-            self._probe(now, 0, duration)
-
-    def on_failure(self, now: float, duration: float) -> None:
-        """The permitted call failed after `duration` seconds."""
-        if self._record:
-            w = self._window
-            w.record(now, (FAILED | SLOW) if duration >= self._slow_s else FAILED)
-            calls = w.calls
-            if calls >= self._min_calls and (
-                w.failures * 100.0 >= self._fail_pct * calls or w.slow * 100.0 >= self._slow_pct * calls
-            ):
-                self._judge(now)
-        elif self.state is _HALF_OPEN:
-            self._probe(now, FAILED, duration)
 
     def release(self, now: float) -> None:
         """The permitted call's outcome is ignored: give a half-open permit back, record nothing."""
@@ -253,7 +241,7 @@ class Breaker:
             w = self._window
             w.advance(now)
             calls, failed, slow = w.calls, w.failures, w.slow
-            needed = self._min_calls
+            needed = self._window_minimum()
         known = calls >= needed and calls > 0
         return BreakerMetrics(
             self.state,
@@ -278,6 +266,10 @@ class Breaker:
 
     # -- internals -----------------------------------------------------------------------------------------------
 
+    def _window_minimum(self) -> int:
+        c = self.config
+        return min(c.minimum_calls, c.window_size) if c.window_type is WindowType.COUNT else c.minimum_calls
+
     def _acquire_slow(self, now: float) -> bool:
         state = self.state
         if state is _OPEN:
@@ -295,8 +287,26 @@ class Breaker:
         self.not_permitted += 1
         return False
 
+    def _bind(self) -> None:
+        state = self.state
+        if state is _CLOSED or state is _S.METRICS_ONLY:
+            self.on_success, self.on_failure = self._window.success, self._window.failure
+        elif state is _HALF_OPEN:
+            self.on_success, self.on_failure = self._probe_success, self._probe_failure
+        else:
+            self.on_success = self.on_failure = self._ignore
+
+    def _ignore(self, now: float, duration: float) -> None:
+        """OPEN, FORCED_OPEN, DISABLED: outcomes are not recorded."""
+
+    def _probe_success(self, now: float, duration: float) -> None:
+        self._probe(now, 0, duration)
+
+    def _probe_failure(self, now: float, duration: float) -> None:
+        self._probe(now, FAILED, duration)
+
     def _judge(self, now: float) -> None:
-        """A rate is over its threshold: trip, unless the breaker only keeps metrics."""
+        """The window found a rate over its threshold: trip, unless the breaker only keeps metrics."""
         if self.state is not _CLOSED:
             return
         w = self._window
@@ -345,7 +355,7 @@ class Breaker:
             raise IllegalTransition(old, trigger) from None
         self.state = new
         self._admit_all = new is _CLOSED or new is _S.DISABLED or new is _S.METRICS_ONLY
-        self._record = new is _CLOSED or new is _S.METRICS_ONLY
+        self._bind()
         if new is _CLOSED or new is _S.METRICS_ONLY or new is _S.DISABLED:
             self._window.clear()
             if new is _CLOSED:
