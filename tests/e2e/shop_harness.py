@@ -160,7 +160,7 @@ class ShopRun:
 class Load:
     """`threads` keep-alive clients GETting `path` through the gateway, together about `rate` requests/s."""
 
-    def __init__(self, gateway_port: int, path: str, rate: float = 200.0, threads: int = 8) -> None:
+    def __init__(self, gateway_port: int, path: str, rate: float = 200.0, threads: int = 16) -> None:
         self.port, self.path = gateway_port, path
         self.interval = threads / rate
         self.stop_event = threading.Event()
