@@ -1,0 +1,192 @@
+"""Microbenchmark: the gateway's Python cost per proxied request, with in-memory transports.
+
+    uv run python bench/gateway_micro.py [--requests 30000] [--repeat 9] [--kind wrk|browser|chunked]
+                                         [--no-access-log] [--profile]
+
+No sockets and no other processes: a `Proxy` with a real routing table (one route, two instances) drives
+real `ClientConnection`s and pooled `UpstreamConnection`s whose transports are in-memory fakes. Each request
+is one `data_received` on a client connection (the request bytes as a client sends them) and one on the
+instance connection that got the proxied request (a fixed response). Everything the gateway does per request
+runs: parsing both ways, routing, smooth weighted round-robin, the pool, head building, the access log
+(flushed every 1000 requests, to a temporary file). The kernel's share (syscalls, the event loop waiting) is
+not in this number; `bench/gateway.py` measures the whole process against nginx.
+
+Prints the best of `--repeat` runs as CPU µs per request (process time, not wall time: the machine is
+shared, and both the CPU clock and the minimum are the figures least disturbed by other work), and with
+`--profile` the top functions by own time under cProfile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from jishi.core.routing import RoutingTable
+from jishi.gateway import AccessLog, Proxy
+from jishi.gateway.downstream import ClientConnection
+from jishi.gateway.upstream import UpstreamConnection
+from jishi.registry.model import Health, Instance, Route, RouteBackend
+
+REQUESTS = {
+    # What wrk sends (the nginx comparison in bench/gateway.py).
+    "wrk": b"GET /api/hello/ HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
+    # A typical browser/curl request: a dozen headers.
+    "browser": (
+        b"GET /api/hello/items?page=2&size=20 HTTP/1.1\r\n"
+        b"Host: shop.example.com\r\n"
+        b"User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0\r\n"
+        b"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n"
+        b"Accept-Language: en-US,en;q=0.5\r\n"
+        b"Accept-Encoding: gzip, deflate, br\r\n"
+        b"Referer: https://shop.example.com/\r\n"
+        b"Cookie: session=0123456789abcdef0123456789abcdef; theme=dark\r\n"
+        b"Connection: keep-alive\r\n"
+        b"Upgrade-Insecure-Requests: 1\r\n"
+        b"Sec-Fetch-Dest: document\r\n"
+        b"Sec-Fetch-Mode: navigate\r\n"
+        b"X-Request-Id: 4f9c2b7e-1d2a-4c9b-8e7f-0a1b2c3d4e5f\r\n"
+        b"\r\n"
+    ),
+    # A small POST with a chunked body (re-chunked by the gateway).
+    "chunked": (
+        b"POST /api/hello/orders HTTP/1.1\r\nHost: shop.example.com\r\nContent-Type: application/json\r\n"
+        b'Transfer-Encoding: chunked\r\n\r\n11\r\n{"item": 1234567}\r\n0\r\n\r\n'
+    ),
+}
+RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\nDate: Mon, 01 Jan 2024 00:00:00 GMT\r\n\r\nok"
+)
+CLIENTS = 64
+
+
+class FakeTransport:
+    """Just enough of an asyncio transport: writes are kept (and counted) in memory."""
+
+    def __init__(self, sink: list[Any] | None, peer: tuple[str, int]) -> None:
+        self.sink = sink
+        self.peer = peer
+        self.protocol: Any = None
+        self.written = 0
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.written += len(data)
+        if self.sink is not None:
+            self.sink.append(self.protocol)
+
+    def writelines(self, pieces: Any) -> None:
+        for piece in pieces:
+            self.written += len(piece)
+        if self.sink is not None:
+            self.sink.append(self.protocol)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.peer if name == "peername" else default
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def abort(self) -> None:
+        self.closing = True
+
+
+def build(access_log: Path | None) -> tuple[Proxy, list[ClientConnection], list[Any]]:
+    proxy = Proxy(access_log=AccessLog(access_log) if access_log is not None else None)
+    route = Route(name="hello", prefix="/api/hello/", strip_prefix=True, backends=[RouteBackend(service="hello")])
+    instances = [Instance(id=f"h{i}", service="hello", port=9000 + i, health=Health.PASSING) for i in range(2)]
+    proxy.set_table(RoutingTable.build([route], instances))
+    upstream_sink: list[Any] = []
+    for inst in instances:
+        addr = (inst.address, inst.port)
+        for _ in range(CLIENTS):
+            conn = UpstreamConnection(proxy.pool, addr)
+            transport = FakeTransport(upstream_sink, addr)
+            transport.protocol = conn
+            conn.connection_made(transport)  # type: ignore[arg-type]
+            proxy.pool.release(conn)
+    clients = []
+    for i in range(CLIENTS):
+        client = ClientConnection(proxy)
+        transport = FakeTransport(None, ("127.0.0.1", 40000 + i))
+        transport.protocol = client
+        client.connection_made(transport)  # type: ignore[arg-type]
+        clients.append(client)
+    return proxy, clients, upstream_sink
+
+
+def run(proxy: Proxy, clients: list[ClientConnection], upstream_sink: list[Any], request: bytes, n: int) -> float:
+    """Proxy `n` requests round-robin over the clients; returns the CPU seconds it took."""
+    access_log = proxy.access_log
+    ncl = len(clients)
+    t0 = time.process_time()
+    for i in range(n):
+        clients[i % ncl].data_received(request)
+        upstream = upstream_sink.pop()
+        upstream_sink.clear()
+        upstream.data_received(RESPONSE)
+        if access_log is not None and i % 1000 == 999:
+            access_log.flush()
+    return time.process_time() - t0
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    request = REQUESTS[args.kind]
+    with tempfile.TemporaryDirectory(prefix="jishi-micro-") as tmp:
+        log_path = None if args.no_access_log else Path(tmp) / "access.log"
+        proxy, clients, sink = build(log_path)
+        run(proxy, clients, sink, request, 2000)  # warm-up, and a check that responses come back
+        answered = sum(c.transport.written for c in clients)  # type: ignore[attr-defined,misc]
+        if answered < 2000 * len(RESPONSE) // 2:
+            print("the proxy did not answer the warm-up requests", file=sys.stderr)
+            return 1
+        if args.profile:
+            prof = cProfile.Profile()
+            prof.enable()
+            run(proxy, clients, sink, request, args.requests)
+            prof.disable()
+            stats = pstats.Stats(prof).sort_stats("tottime")
+            stats.print_stats(18)
+        best = min(run(proxy, clients, sink, request, args.requests) for _ in range(args.repeat))
+        if proxy.access_log is not None:
+            proxy.access_log.close()
+            proxy.access_log = None
+    us = best / args.requests * 1e6
+    print(f"{args.kind}: {us:.2f} µs/request (best of {args.repeat} × {args.requests} requests, "
+          f"access log {'off' if args.no_access_log else 'on'})")  # fmt: skip
+    print(f"RESULT_MICRO {args.kind} {us:.3f}")
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--requests", type=int, default=30_000)
+    ap.add_argument("--repeat", type=int, default=9)
+    ap.add_argument("--kind", choices=sorted(REQUESTS), default="wrk")
+    ap.add_argument("--no-access-log", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="print the top functions under cProfile first")
+    args = ap.parse_args()
+    return uvloop.run(main_async(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
