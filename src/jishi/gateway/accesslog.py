@@ -1,25 +1,46 @@
 """The access log: one JSON line per request, buffered in memory and written in batches.
 
-`record` only appends a tuple (no formatting, no I/O on the request path); `flush` formats and writes the
-batch. The proxy flushes every `interval` seconds and when the buffer holds `max_buffer` entries.
+`record` only appends a tuple (no formatting, no clock read, no I/O on the request path); `flush` formats the
+batch with one bytes template per line and writes it. The proxy flushes every `interval` seconds and when the
+buffer holds `max_buffer` entries. Each line:
+
+    {"time": 1700000000.123, "client": "127.0.0.1", "method": "GET", "path": "/a?b=1", "status": 200,
+     "bytes": 2, "upstream": "127.0.0.1:9000", "duration_ms": 0.412, "tries": 1}
+
+`time` is the wall-clock time the request finished (from the loop's monotonic clock, converted at flush),
+`path` the request target as the client sent it, `upstream` empty when no instance was tried.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
+    from jishi.core.balancer import Peer
     from jishi.gateway.exchange import Exchange
 
 __all__ = ["AccessLog"]
 
 log = logging.getLogger(__name__)
 
-_Entry = tuple[float, bytes, bytes, bytes, int, int, str, float, int]
+_Entry = tuple[float, float, bytes, bytes, bytes, int, int, "Peer | None", int]
+_LINE = (
+    b'{"time": %.3f, "client": %s, "method": %s, "path": %s, "status": %d, "bytes": %d, "upstream": %s, '
+    b'"duration_ms": %.3f, "tries": %d}\n'
+)
+_NEEDS_ESCAPE = re.compile(rb'[^\x20-\x7e]|["\\]')
+
+
+def _json_str(raw: bytes) -> bytes:
+    """`raw` (latin-1) as a JSON string literal; plain ASCII is quoted without going through `json`."""
+    if _NEEDS_ESCAPE.search(raw) is None:
+        return b'"' + raw + b'"'
+    return json.dumps(raw.decode("latin-1")).encode()
 
 
 class AccessLog:
@@ -30,17 +51,16 @@ class AccessLog:
         self.interval = interval
         self.max_buffer = max_buffer
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: TextIO | None = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        self._file: BinaryIO | None = open(path, "ab")  # noqa: SIM115 - closed by close()
         self._buffer: list[_Entry] = []
 
     def record(self, client: bytes, ex: Exchange, now: float) -> None:
-        """Note one finished exchange (cheap: the line is formatted at the next flush)."""
-        peer = ex.peer
-        upstream = f"{peer.address}:{peer.port}" if peer is not None and ex.tries else ""
-        self._buffer.append(
-            (time.time(), client, ex.method, ex.url, ex.status, ex.bytes_out, upstream, now - ex.t0, ex.tries)
+        """Note one exchange finished at loop time `now` (cheap: the line is formatted at the next flush)."""
+        buffer = self._buffer
+        buffer.append(
+            (now, ex.t0, client, ex.method, ex.url, ex.status, ex.bytes_out, ex.peer if ex.tries else None, ex.tries)
         )
-        if len(self._buffer) >= self.max_buffer:
+        if len(buffer) >= self.max_buffer:
             self.flush()
 
     def flush(self) -> None:
@@ -48,25 +68,34 @@ class AccessLog:
         if not self._buffer or self._file is None:
             return
         entries, self._buffer = self._buffer, []
+        wall = time.time() - time.monotonic()  # the loop's clock is monotonic: this turns it into wall time
+        upstreams: dict[Peer | None, bytes] = {None: b'""'}
+        clients: dict[bytes, bytes] = {}
         lines = []
-        for when, client, method, path, status, size, upstream, duration, tries in entries:
+        for now, t0, client, method, url, status, size, peer, tries in entries:
+            upstream = upstreams.get(peer)
+            if upstream is None:
+                assert peer is not None
+                upstream = upstreams[peer] = _json_str(b"%s:%d" % (peer.address.encode(), peer.port))
+            quoted = clients.get(client)
+            if quoted is None:
+                quoted = clients[client] = _json_str(client)
             lines.append(
-                json.dumps(
-                    {
-                        "time": round(when, 3),
-                        "client": client.decode("latin-1"),
-                        "method": method.decode("latin-1"),
-                        "path": path.decode("latin-1"),
-                        "status": status,
-                        "bytes": size,
-                        "upstream": upstream,
-                        "duration_ms": round(duration * 1000, 3),
-                        "tries": tries,
-                    }
+                _LINE
+                % (
+                    now + wall,
+                    quoted,
+                    _json_str(method),
+                    _json_str(url),
+                    status,
+                    size,
+                    upstream,
+                    (now - t0) * 1000,
+                    tries,
                 )
             )
         try:
-            self._file.write("\n".join(lines) + "\n")
+            self._file.write(b"".join(lines))
             self._file.flush()
         except OSError as exc:
             log.error("access log %s: could not write %d lines: %s", self.path, len(lines), exc)
