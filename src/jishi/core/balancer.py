@@ -110,8 +110,20 @@ class Balancer:
     def pick(self, now: float, exclude: Collection[Peer] | None = None) -> Peer | None:
         """The next peer, skipping `exclude` and (unless all are marked) failed peers; None if none is left."""
         if not exclude:
-            peer = _swrr(self._primary, now, None)
-            if peer is None and self._backup:
+            # The usual pick, inlined: one round of smooth weighted round-robin over the primary peers that are up.
+            best: Peer | None = None
+            total = 0
+            for p in self._primary:
+                if p.failed_until <= now:
+                    p.current += p.weight
+                    total += p.weight
+                    if best is None or p.current > best.current:
+                        best = p
+            if best is not None:
+                best.current -= total
+                return best
+            peer = None
+            if self._backup:
                 peer = _swrr(self._backup, now, None)
         else:
             peer = _swrr(self._primary, now, exclude)

@@ -220,6 +220,11 @@ class RoutingTable:
 
     def match(self, host: bytes | None, url: bytes) -> Match | None:
         """The route for a request to `host` (raw Host header) and `url` (path with query), or None."""
+        found = self.route_for(host, url)
+        return None if found is None else Match(*found)
+
+    def route_for(self, host: bytes | None, url: bytes) -> tuple[RouteEntry, bytes] | None:
+        """`match` as a plain (route, path) tuple: what the gateway calls once per request."""
         q = url.find(b"?")
         if q >= 0:
             path, query = url[:q], url[q:]
@@ -240,11 +245,16 @@ class RoutingTable:
         return _first(self._any, path, url, query)
 
 
-def _first(group: tuple[RouteEntry, ...], path: bytes, url: bytes, query: bytes) -> Match | None:
-    """The first (longest-prefix) entry of `group` matching `path`."""
+def _first(group: tuple[RouteEntry, ...], path: bytes, url: bytes, query: bytes) -> tuple[RouteEntry, bytes] | None:
+    """The first (longest-prefix) entry of `group` matching `path`, with the path to send (see `match`)."""
     for entry in group:
-        if prefix_matches(entry.prefix, path):
-            if entry.strip_prefix and entry.prefix:
-                return Match(entry, strip_path(entry.prefix, path, query))
-            return Match(entry, url)
+        prefix = entry.prefix
+        if not prefix:
+            return entry, url
+        if path.startswith(prefix):
+            n = len(prefix)
+            if len(path) == n:
+                return (entry, b"/" + query) if entry.strip_prefix else (entry, url)
+            if path[n] == 0x2F:  # "/": the prefix ends on a segment boundary
+                return (entry, path[n:] + query) if entry.strip_prefix else (entry, url)
     return None
