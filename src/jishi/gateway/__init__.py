@@ -4,10 +4,11 @@
     Proxy(table)                                                           the proxy alone, fed a RoutingTable
     Follower(control_plane, proxy, state_dir, gateway_id=..., url=...)    keeps a proxy's table current
 
-Modules: `downstream` (client connections), `failover` (carrying out `jishi.core.retry`), `upstream`
-(instance connections, pool), `exchange` (per-request state, header rules), `proxy` (listener, housekeeping),
-`follower` + `view` + `snapshot` (control plane → routing table, last-known-good file), `accesslog`,
-`responses`, `main`.
+Modules, along a request: `downstream` (client connections, request parsing), `exchange` (per-request state),
+`headers` (which headers are forwarded; the heads' bytes), `dispatch` (route, peer, connection, send),
+`upstream` (instance connections, pool), `relay` (the response back to the client), `failover` (carrying out
+`jishi.core.retry`), `accesslog`, `responses` (the gateway's own JSON errors); around them: `proxy` (listener,
+housekeeping), `follower` + `view` + `snapshot` (control plane → routing table, last-known-good file), `main`.
 """
 
 from jishi.gateway.accesslog import AccessLog

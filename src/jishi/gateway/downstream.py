@@ -1,11 +1,11 @@
-"""The client side of the proxy: one protocol per client connection, driving exchanges to instances.
+"""The client side of the proxy: one protocol per client connection.
 
-Per request: parse the head (httptools), match a route, pick a peer (smooth weighted round-robin), take a
-pooled connection or open one, send the head and stream the body, stream the response back. Requests on one
-connection are answered in order: a pipelined request waits (with reading paused) until the one before it is
-answered.
-
-Failover is decided by `jishi.core.retry.decide` and carried out by `jishi.gateway.failover`.
+Per request: httptools parses the head (`on_url`, `on_header`, `on_headers_complete`), `jishi.gateway.dispatch`
+routes it and sends it to a peer, the body streams on (`on_body`), and the instance connection
+(`jishi.gateway.upstream`) hands the response back through `jishi.gateway.relay` into `out`, which is written
+to the client once per event (`flush`); `finish` ends the exchange. Requests on one connection are answered in order: a
+pipelined request waits (with reading paused) until the one before it is answered. Failover is decided by
+`jishi.core.retry.decide` and carried out by `jishi.gateway.failover`.
 
 Flow control: when the client's write buffer is full the instance connection stops reading, and when the
 instance connection's write buffer is full (or a body waits for a connection) the client stops reading.
@@ -20,14 +20,25 @@ from typing import TYPE_CHECKING, cast
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
-from jishi.core.retry import Failure
-from jishi.gateway.exchange import IDEMPOTENT, REPLAY_LIMIT, Exchange, RequestHeader
-from jishi.gateway.failover import after_failure, give_up
-from jishi.gateway.responses import error_response, status_line
-from jishi.gateway.upstream import WRITE_HIGH, UpstreamConnection
+from jishi.gateway import dispatch
+from jishi.gateway.exchange import REPLAY_LIMIT, Exchange
+from jishi.gateway.headers import (
+    CONNECTION,
+    CONTENT_LENGTH,
+    EXPECT,
+    FORWARD,
+    FORWARDED_FOR,
+    HOST,
+    REQUEST_ACTIONS,
+    TRANSFER_ENCODING,
+    connection_tokens,
+    drop_named,
+    request_action,
+)
+from jishi.gateway.responses import error_response
+from jishi.gateway.upstream import WRITE_HIGH
 
 if TYPE_CHECKING:
-    from jishi.core.balancer import Peer
     from jishi.gateway.proxy import Proxy
 
 __all__ = ["ClientConnection"]
@@ -36,12 +47,9 @@ log = logging.getLogger(__name__)
 
 PENDING_HIGH = 256 * 1024  # body bytes waiting for a connection before the client is paused
 _P_UPSTREAM, _P_PENDING, _P_PIPELINE, _P_CLOSING = 1, 2, 4, 8
-_H = RequestHeader
+_CRLF = b"\r\n"
 _CHUNK_END = b"0\r\n\r\n"
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_TE_CHUNKED = b"Transfer-Encoding: chunked\r\n"
-_CONN_CLOSE = b"Connection: close\r\n"
-_CONN_KEEP = b"Connection: keep-alive\r\n"
+_ACTIONS_GET = REQUEST_ACTIONS.get
 
 
 class ClientConnection(asyncio.Protocol):
@@ -54,7 +62,7 @@ class ClientConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser: HttpRequestParser | None = HttpRequestParser(self)
         self.client_ip = b"-"
-        self._fwd = b""
+        self.forwarded = b""  # "X-Forwarded-For: <ip>\r\nX-Real-IP: <ip>\r\nX-Forwarded-Proto: http\r\n"
         self.parsing: Exchange | None = None
         self.active: Exchange | None = None
         self.queue: deque[Exchange] = deque()
@@ -81,7 +89,8 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.client_ip = str(peer[0]).encode()
-        self._fwd = b"X-Real-IP: " + self.client_ip + b"\r\nX-Forwarded-Proto: http\r\n"
+        ip = self.client_ip
+        self.forwarded = b"X-Forwarded-For: " + ip + b"\r\nX-Real-IP: " + ip + b"\r\nX-Forwarded-Proto: http\r\n"
         self.proxy.clients.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -106,7 +115,7 @@ class ClientConnection(asyncio.Protocol):
         except HttpParserUpgrade:
             # The request is complete; it is answered without switching protocols, then the connection closes.
             self.parser = None
-            self._pause(_P_CLOSING)
+            self.pause(_P_CLOSING)
         except HttpParserError as exc:
             self._bad_request(f"malformed HTTP request: {exc}")
         if self.out:
@@ -136,27 +145,29 @@ class ClientConnection(asyncio.Protocol):
             ex.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        action = _ACTIONS_GET(name)
+        if action is None:
+            action = request_action(name)
         ex = self.parsing
         assert ex is not None
-        act = _H.BY_NAME.get(name.lower())
-        if act is None:
-            ex.lines.append(b"%s: %s\r\n" % (name, value))
-        elif act == _H.HOST:
+        if action == FORWARD:
+            ex.lines += (name, b": ", value, _CRLF)
+        elif action == HOST:
             ex.host = value
-            ex.lines.append(b"%s: %s\r\n" % (name, value))
-        elif act == _H.CONTENT_LENGTH:
+            ex.lines += (name, b": ", value, _CRLF)
+        elif action == CONTENT_LENGTH:
             ex.content_length = int(value) if value.isdigit() else -1
-            ex.lines.append(b"%s: %s\r\n" % (name, value))
-        elif act == _H.FORWARDED_FOR:
+            ex.lines += (name, b": ", value, _CRLF)
+        elif action == FORWARDED_FOR:
             ex.xff = value if ex.xff is None else ex.xff + b", " + value
-        elif act == _H.TRANSFER_ENCODING:
+        elif action == TRANSFER_ENCODING:
             ex.chunked_req = ex.chunked_req or b"chunked" in value.lower()
-        elif act == _H.CONNECTION:
-            tokens = [t.strip().lower() for t in value.split(b",")]
-            extra = [t for t in tokens if t and t not in (b"close", b"keep-alive", b"upgrade")]
+        elif action == CONNECTION:
+            ex.conn_header = True
+            extra = connection_tokens(value)
             if extra:
                 ex.conn_tokens = (ex.conn_tokens or []) + extra
-        elif act == _H.EXPECT:
+        elif action == EXPECT:
             ex.expect_continue = value.lower() == b"100-continue"
 
     def on_headers_complete(self) -> None:
@@ -164,18 +175,20 @@ class ClientConnection(asyncio.Protocol):
         parser = self.parser
         assert ex is not None and parser is not None
         ex.method = parser.get_method()
-        ex.keep_alive = parser.should_keep_alive()  # an upgrade request also ends the connection (data_received)
-        ex.http11 = parser.get_http_version() == "1.1"
-        ex.idempotent = ex.method in IDEMPOTENT
+        keep_alive = ex.keep_alive = parser.should_keep_alive()  # an upgrade request also ends the connection
+        if ex.conn_header:
+            ex.http11 = parser.get_http_version() == "1.1"
+            if ex.conn_tokens:
+                ex.lines = drop_named(ex.lines, ex.conn_tokens)
+        else:
+            ex.http11 = keep_alive  # without a Connection header only HTTP/1.1 is kept alive
         if ex.content_length > REPLAY_LIMIT:
             ex.replayable = False
-        if ex.conn_tokens:
-            ex.drop_connection_tokens()
         if self.active is None:
-            self._start(ex)
+            dispatch.start(self, ex)
         else:
             self.queue.append(ex)
-            self._pause(_P_PIPELINE)
+            self.pause(_P_PIPELINE)
 
     def on_body(self, body: bytes) -> None:
         ex = self.parsing
@@ -183,7 +196,7 @@ class ClientConnection(asyncio.Protocol):
         if ex.finished:
             return  # answered already (an error, or an early response): the rest of the body is discarded
         if ex.chunked_req:
-            self._body(ex, b"%x\r\n" % len(body), body, b"\r\n")
+            self._body(ex, b"%x\r\n" % len(body), body, _CRLF)
         else:
             self._body(ex, body)
 
@@ -218,177 +231,24 @@ class ClientConnection(asyncio.Protocol):
         if ex.body_size > REPLAY_LIMIT:
             ex.replayable = False
         if ex.body_size > PENDING_HIGH:
-            self._pause(_P_PENDING)
+            self.pause(_P_PENDING)
 
-    # --- one exchange
+    def body_sent(self) -> None:
+        """The body kept while waiting for a connection went out: read the client again."""
+        self.resume(_P_PENDING)
 
-    def _start(self, ex: Exchange) -> None:
-        self.active = ex
-        if self.proxy.stopping:
-            ex.keep_alive = False
-        if ex.method == b"CONNECT":
-            self.error(ex, 405, "method_not_allowed", "the gateway does not tunnel CONNECT requests")
-            return
-        url = ex.url
-        if url[:1] != b"/":
-            origin = self._origin_form(ex)
-            if origin is None:
-                self.error(ex, 400, "bad_request", f"request target {ex.url[:200]!r} is not a path")
-                return
-            url = origin
-        match = self.proxy.table.match(ex.host, url)
-        if match is None:
-            host = (ex.host or b"").decode("latin-1")
-            self.error(ex, 404, "no_route", f"no route for host {host!r} and path {url[:200].decode('latin-1')!r}")
-            return
-        route = ex.route = match.route
-        ex.path = match.path
-        if not route.balancer.peers:
-            self.error(ex, 503, "no_healthy_instance", f"route {route.name!r} has no healthy instance")
-            return
-        if ex.expect_continue and not ex.req_done:
-            self.out.append(_CONTINUE)
-            self.flush()
-        xff = ex.xff + b", " + self.client_ip if ex.xff else self.client_ip
-        parts = [ex.method, b" ", ex.path, b" HTTP/1.1\r\n", *ex.lines, b"X-Forwarded-For: ", xff, b"\r\n", self._fwd]
-        if ex.host is not None:
-            parts += (b"X-Forwarded-Host: ", ex.host, b"\r\n")
-        if ex.chunked_req:
-            parts.append(_TE_CHUNKED)
-        ex.head_base = b"".join(parts)
-        self.try_peer(ex, None)
-
-    def _origin_form(self, ex: Exchange) -> bytes | None:
-        """Absolute-form targets (`GET http://host/path`): take the host from the URL, return the path."""
-        url = ex.url
-        lower = url[:8].lower()
-        if not (lower.startswith(b"http://") or lower.startswith(b"https://")):
-            return None
-        rest = url[url.index(b"//") + 2 :]
-        slash = rest.find(b"/")
-        host, path = (rest, b"/") if slash < 0 else (rest[:slash], rest[slash:])
-        if ex.host is None:
-            ex.host = host
-            ex.lines.append(b"Host: " + host + b"\r\n")
-        ex.url = path
-        return path
-
-    def try_peer(self, ex: Exchange, same_peer: Peer | None) -> None:
-        route = ex.route
-        assert route is not None
-        if same_peer is not None:
-            peer: Peer | None = same_peer
-        else:
-            peer = route.balancer.pick(self.loop.time(), ex.tried)
-            if peer is None:
-                give_up(self, ex)
-                return
-            ex.tries += 1
-        assert peer is not None
-        ex.peer = peer
-        fresh = same_peer is not None or not ex.replayable
-        conn = None if fresh else self.pool.acquire(peer.addr)
-        if conn is not None:
-            self._send(ex, conn)
-        else:
-            self.proxy.connect(peer.addr, route.connect_timeout, self, ex, peer)
-
-    def connected(self, ex: Exchange, peer: Peer, conn: UpstreamConnection | None, error: BaseException | None) -> None:
-        """The proxy's connect for `ex` finished (with a connection or an error)."""
-        if ex.finished or self.closed or ex is not self.active or ex.peer is not peer:
-            if conn is not None:
-                self.pool.release(conn)
-            return
-        if conn is None:
-            timed_out = isinstance(error, TimeoutError)
-            what = "timed out" if timed_out else f"failed: {error}"
-            message = f"connect to {peer.address}:{peer.port} {what}"
-            after_failure(self, ex, peer, Failure.CONNECT, message, reused=False, got_bytes=False, timed_out=timed_out)
-        else:
-            self._send(ex, conn)
-        self.flush()
-
-    def _send(self, ex: Exchange, conn: UpstreamConnection) -> None:
-        route = ex.route
-        assert route is not None and ex.peer is not None
-        ex.conn = conn
-        head = ex.head_base
-        if ex.host is None:
-            head += b"Host: %s:%d\r\n" % (ex.peer.address.encode(), ex.peer.port)
-        payload = b"".join((head, b"\r\n", *ex.body)) if ex.body else head + b"\r\n"
-        conn.send(self, payload, head_request=ex.method == b"HEAD", read_timeout=route.read_timeout)
-        if not ex.replayable:
-            ex.body.clear()
-        if self.paused & _P_PENDING:
-            self._resume(_P_PENDING)
-        if self.write_paused and conn.transport is not None:
-            conn.transport.pause_reading()
-
-    # --- called by UpstreamConnection
-
-    def response_head(self, conn: UpstreamConnection, status: int, bodyless: bool, has_length: bool) -> None:
-        ex = self.active
-        assert ex is not None and self.transport is not None
-        ex.status = status
-        close = not ex.keep_alive or self.broken is not None or self.parser is None or self.proxy.stopping
-        parts = [status_line(status), *conn.head_lines]
-        if not bodyless and not has_length:
-            if ex.http11:
-                ex.resp_chunked = True
-                parts.append(_TE_CHUNKED)
-            else:
-                close = True  # an HTTP/1.0 client reads the body to the end of the connection
-        if close:
-            parts.append(_CONN_CLOSE)
-        elif not ex.http11:
-            parts.append(_CONN_KEEP)
-        parts.append(b"\r\n")
-        ex.resp_close = close
-        ex.resp_started = True
-        self.out += parts
-
-    def response_body(self, body: bytes) -> None:
-        ex = self.active
-        assert ex is not None and self.transport is not None
-        ex.bytes_out += len(body)
-        if ex.resp_chunked:
-            self.out += (b"%x\r\n" % len(body), body, b"\r\n")
-        else:
-            self.out.append(body)
-
-    def response_done(self, conn: UpstreamConnection, *, keep_alive: bool) -> None:
-        ex = self.active
-        assert ex is not None and self.transport is not None
-        if ex.resp_chunked:
-            self.out.append(_CHUNK_END)
-        ex.conn = None
-        if self.write_paused and conn.transport is not None and not conn.closed:
-            conn.transport.resume_reading()
-        if keep_alive and ex.req_done and not conn.closed:
-            self.pool.release(conn)
-        else:
-            conn.abort()
-        self.finish(ex)
-
-    def upstream_failed(self, conn: UpstreamConnection, kind: Failure, message: str) -> None:
-        ex = self.active
-        if ex is None or ex.conn is not conn:
-            return
-        ex.conn = None
-        peer = ex.peer
-        assert peer is not None
-        after_failure(self, ex, peer, kind, message, reused=conn.reused, got_bytes=conn.got_bytes, timed_out=False)
+    # --- flow control asked for by the instance connection
 
     def upstream_pause_writing(self) -> None:
-        self._pause(_P_UPSTREAM)
+        self.pause(_P_UPSTREAM)
 
     def upstream_resume_writing(self) -> None:
-        self._resume(_P_UPSTREAM)
+        self.resume(_P_UPSTREAM)
 
     # --- endings
 
     def error(self, ex: Exchange, status: int, code: str, message: str) -> None:
-        assert self.transport is not None
+        """Answer `ex` with a JSON error and finish it."""
         close = (
             not ex.keep_alive
             or (ex.expect_continue and not ex.req_done)
@@ -403,16 +263,17 @@ class ClientConnection(asyncio.Protocol):
         self.finish(ex)
 
     def finish(self, ex: Exchange) -> None:
+        """`ex` is over: log it, then go on with the next pipelined request (or close, or wait)."""
         ex.finished = True
-        proxy = self.proxy
-        if proxy.access_log is not None:
-            proxy.access_log.record(self.client_ip, ex, self.loop.time())
+        now = self.loop.time()
+        access_log = self.proxy.access_log
+        if access_log is not None:
+            access_log.record(self.client_ip, ex, now)
         if self.active is ex:
             self.active = None
-        if self.paused & _P_UPSTREAM:
-            self._resume(_P_UPSTREAM)
-        transport = self.transport
-        if self.closed or transport is None:
+        if self.paused:
+            self.resume(_P_UPSTREAM)
+        if self.closed or self.transport is None:
             return
         if ex.resp_close:
             self._close()
@@ -420,17 +281,17 @@ class ClientConnection(asyncio.Protocol):
         if self.queue:
             nxt = self.queue.popleft()
             if not self.queue:
-                self._resume(_P_PIPELINE)
-            self._start(nxt)
+                self.resume(_P_PIPELINE)
+            dispatch.start(self, nxt)
             return
         if self.broken is not None or self.parser is None:
             self._close()
             return
-        self.idle_since = self.loop.time()
+        self.idle_since = now
 
     def _bad_request(self, message: str) -> None:
         self.parser = None
-        self._pause(_P_CLOSING)
+        self.pause(_P_CLOSING)
         ex = self.parsing
         self.parsing = None
         if ex is not None and ex is self.active:
@@ -454,7 +315,6 @@ class ClientConnection(asyncio.Protocol):
 
     def _write_400_and_close(self, message: str) -> None:
         log.info("client %s: %s", self.client_ip.decode(), message)
-        assert self.transport is not None
         self.out.append(error_response(400, "bad_request", message, close=True))
         self._close()
 
@@ -477,12 +337,14 @@ class ClientConnection(asyncio.Protocol):
 
     # --- reading pauses (several reasons can hold one)
 
-    def _pause(self, reason: int) -> None:
+    def pause(self, reason: int) -> None:
+        """Stop reading from the client for `reason` (one of the _P_* bits)."""
         if not self.paused and self.transport is not None and not self.closed:
             self.transport.pause_reading()
         self.paused |= reason
 
-    def _resume(self, reason: int) -> None:
+    def resume(self, reason: int) -> None:
+        """`reason` no longer holds reading back; read again when no other reason does."""
         if self.paused & reason:
             self.paused &= ~reason
             if not self.paused and self.transport is not None and not self.closed:

@@ -1,73 +1,40 @@
-"""One request/response exchange through the gateway, and the header rules it applies.
+"""One request/response exchange through the gateway: its state from the request head to the response's end.
 
-Request headers forwarded to an instance: all of the client's, except hop-by-hop ones (Connection, Keep-Alive,
-Proxy-Connection, TE, Trailer, Upgrade, any header named in Connection) and the ones the gateway sets itself:
-
-    Host               kept as the client sent it (added as the instance address if the client sent none)
-    X-Forwarded-For    the client's value with the client address appended
-    X-Real-IP          the client address
-    X-Forwarded-Proto  "http"
-    X-Forwarded-Host   the client's Host
-
-Framing is redone: a Content-Length body is passed as is; a chunked body is re-chunked (trailers dropped).
-`Expect: 100-continue` is answered by the gateway and not forwarded.
+Which headers are forwarded, and how, is `jishi.gateway.headers`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from jishi.core.balancer import Peer
     from jishi.core.routing import RouteEntry
     from jishi.gateway.upstream import UpstreamConnection
 
-__all__ = ["IDEMPOTENT", "REPLAY_LIMIT", "Exchange", "RequestHeader"]
+__all__ = ["IDEMPOTENT", "REPLAY_LIMIT", "Exchange"]
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 REPLAY_LIMIT = 64 * 1024  # request bodies up to this size are kept for a retry on another instance
 
 
-class RequestHeader:
-    """What the gateway does with a request header, by lower-cased name (absent: forward it)."""
-
-    DROP, CONNECTION, TRANSFER_ENCODING, HOST, FORWARDED_FOR, EXPECT, CONTENT_LENGTH = range(7)
-
-    BY_NAME: ClassVar[dict[bytes, int]] = {
-        b"connection": CONNECTION,
-        b"keep-alive": DROP,
-        b"proxy-connection": DROP,
-        b"te": DROP,
-        b"trailer": DROP,
-        b"upgrade": DROP,
-        b"transfer-encoding": TRANSFER_ENCODING,
-        b"host": HOST,
-        b"x-forwarded-for": FORWARDED_FOR,
-        b"x-real-ip": DROP,
-        b"x-forwarded-proto": DROP,
-        b"x-forwarded-host": DROP,
-        b"expect": EXPECT,
-        b"content-length": CONTENT_LENGTH,
-    }
-
-
 class Exchange:
     """The state of one request from its head to the end of its response.
 
-    Most fields start as class-level defaults, so creating one per request costs three assignments.
+    Most fields start as class-level defaults, so creating one per request costs four assignments.
     """
 
     method = b""
     host: bytes | None = None
     xff: bytes | None = None
+    conn_header = False  # the client sent a Connection header
     conn_tokens: list[bytes] | None = None
     chunked_req = False
     expect_continue = False
     content_length = -1
     keep_alive = True
     http11 = True
-    idempotent = True
-    head_base = b""  # request head without a Host fallback and the final CRLF
+    head = b""  # the request head for the instance; ends with CRLF CRLF unless a Host line is added per peer
     body_size = 0
     replayable = True
     req_done = False
@@ -90,13 +57,10 @@ class Exchange:
     def __init__(self, t0: float, url: bytes) -> None:
         self.t0 = t0
         self.url = url
-        self.lines: list[bytes] = []
+        self.lines: list[bytes] = []  # forwarded request headers: name, b": ", value, CRLF for each
         self.body: list[bytes] = []  # request body as framed for the instance, kept while unsent or replayable
 
-    def drop_connection_tokens(self) -> None:
-        """Remove headers the client named in its Connection header (they are hop-by-hop too)."""
-        tokens = self.conn_tokens
-        if not tokens:
-            return
-        prefixes = tuple(t + b":" for t in tokens)
-        self.lines = [line for line in self.lines if not line.lower().startswith(prefixes)]
+    @property
+    def idempotent(self) -> bool:
+        """GET, HEAD, OPTIONS, PUT, DELETE, TRACE: may be sent again after a failure."""
+        return self.method in IDEMPOTENT

@@ -13,6 +13,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from jishi.core.retry import Action, Attempt, Failure, decide
+from jishi.gateway import dispatch
 
 if TYPE_CHECKING:
     from jishi.core.balancer import Peer
@@ -57,7 +58,7 @@ def after_failure(
         client.finish(ex)
     elif action is Action.RETRY_FRESH:
         ex.stale_retry = True  # a pooled connection the instance had closed: try a fresh one
-        client.try_peer(ex, peer)
+        dispatch.try_peer(client, ex, peer)
     elif action is Action.FAIL:
         ex.error = message
         if failure is Failure.TIMEOUT:
@@ -72,7 +73,7 @@ def after_failure(
             ex.tried = []
         ex.tried.append(peer)
         if action is Action.RETRY_OTHER:
-            client.try_peer(ex, None)
+            dispatch.try_peer(client, ex, None)
         else:
             give_up(client, ex)
 

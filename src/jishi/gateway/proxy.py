@@ -15,6 +15,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from jishi.core.routing import RoutingTable
+from jishi.gateway import dispatch
 from jishi.gateway.downstream import ClientConnection
 from jishi.gateway.upstream import Pool, UpstreamConnection
 
@@ -73,7 +74,7 @@ class Proxy:
     def connect(
         self, addr: tuple[str, int], timeout: float, client: ClientConnection, ex: Exchange, peer: Peer
     ) -> None:
-        """Open a connection to `addr` for `ex`; `client.connected(...)` is called with the outcome."""
+        """Open a connection to `addr` for `ex`; `dispatch.connected(client, ...)` is called with the outcome."""
         task = self.loop.create_task(self.pool.open(addr, timeout))
         self._connects.add(task)
 
@@ -82,7 +83,7 @@ class Proxy:
             if t.cancelled():
                 return
             error = t.exception()
-            client.connected(ex, peer, None if error is not None else t.result(), error)
+            dispatch.connected(client, ex, peer, None if error is not None else t.result(), error)
 
         task.add_done_callback(done)
 

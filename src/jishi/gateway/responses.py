@@ -5,18 +5,18 @@ from __future__ import annotations
 import json
 from http import HTTPStatus
 
-__all__ = ["error_response", "status_line"]
+__all__ = ["STATUS_LINES", "error_response", "status_line"]
 
-_STATUS_LINES: dict[int, bytes] = {}
+STATUS_LINES: dict[int, bytes] = {}  # status → status line, filled as statuses are seen (only valid ones)
 
 
 def status_line(status: int) -> bytes:
     """b"HTTP/1.1 200 OK\r\n" with the standard reason phrase (the instance's own phrase is not relayed)."""
-    line = _STATUS_LINES.get(status)
+    line = STATUS_LINES.get(status)
     if line is None:
         line = b"HTTP/1.1 %d %s\r\n" % (status, _reason(status))
         if 100 <= status <= 999:
-            _STATUS_LINES[status] = line
+            STATUS_LINES[status] = line
     return line
 
 

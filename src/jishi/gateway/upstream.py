@@ -1,12 +1,14 @@
 """Connections to instances (upstream side of the proxy) and the keep-alive pool that holds them.
 
-An `UpstreamConnection` is an asyncio protocol that parses responses with httptools and hands each event to the
-client connection it is currently bound to (its `owner`, a `jishi.gateway.downstream.ClientConnection`). One
-request is in flight on a connection at a time. After a complete response on a connection that may be kept
+An `UpstreamConnection` is an asyncio protocol that parses responses with httptools and hands each event, through
+`jishi.gateway.relay`, to the client connection it is currently bound to (its `owner`, a
+`jishi.gateway.downstream.ClientConnection`). One request is in flight on a connection at a time. It defines no
+`on_header`: the bytes of a response are kept until its head is complete, and the header block is taken from
+them as received (`jishi.gateway.headers.response_headers`), which saves a Python call per header. After a complete response on a connection that may be kept
 alive, the owner gives it back to the `Pool`, which keeps a bounded stack of idle connections per
 (address, port): newest first, closed after `idle_timeout`, dropped at once when the instance closes them.
 
-Failures reported to the owner (`upstream_failed`, kinds from `jishi.core.retry.Failure`): LOST (closed or
+Failures reported to the owner (`relay.failed`, kinds from `jishi.core.retry.Failure`): LOST (closed or
 reset before the response was complete), TIMEOUT (no response byte for the route's read timeout; the pool
 checks every ~50 ms rather than arming a timer per request), PROTOCOL (not HTTP).
 """
@@ -20,6 +22,8 @@ from typing import TYPE_CHECKING, cast
 from httptools import HttpParserError, HttpResponseParser
 
 from jishi.core.retry import Failure
+from jishi.gateway import relay
+from jishi.gateway.headers import response_headers
 
 if TYPE_CHECKING:
     from jishi.gateway.downstream import ClientConnection
@@ -32,26 +36,19 @@ LOST, TIMEOUT, PROTOCOL = Failure.LOST, Failure.TIMEOUT, Failure.PROTOCOL
 
 WRITE_HIGH = 256 * 1024
 
-# Response headers never forwarded to the client: hop-by-hop ones, and the framing the gateway redoes.
-_RESPONSE_DROP = frozenset(
-    {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade", b"transfer-encoding"}
-)
-
 
 class UpstreamConnection(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection to an instance; see the module doc."""
 
     __slots__ = (
-        "_drop",
         "_loop",
         "_reset_parser",
         "addr",
-        "chunked",
         "close_delimited",
         "closed",
         "got_bytes",
-        "has_length",
-        "head_lines",
+        "head_buf",
+        "head_pos",
         "idle_since",
         "last_read",
         "no_body",
@@ -78,24 +75,22 @@ class UpstreamConnection(asyncio.Protocol):
         self.last_read = 0.0
         self.timeout = 0.0
         self._reset_parser = False
-        self._drop: frozenset[bytes] = _RESPONSE_DROP
         self.no_body = False  # the request was HEAD: the response has no body whatever its headers say
-        self.status = 0
-        self.head_lines: list[bytes] = []
-        self.has_length = False
-        self.chunked = False
+        self.status = 0  # of the final response, once its head is complete
+        self.head_buf = b""  # bytes received since the response began, until its head is complete
+        self.head_pos = 0  # where the head of the final response starts in head_buf (after any 1xx responses)
         self.close_delimited = False
 
     # --- driven by the owner
 
-    def send(self, owner: ClientConnection, data: bytes, *, head_request: bool, read_timeout: float) -> None:
+    def send(self, owner: ClientConnection, data: bytes, head_request: bool, read_timeout: float) -> None:
         """Bind to `owner` and send the request (head and any body so far); the response goes to `owner`."""
         self.owner = owner
         self.no_body = head_request
         self.got_bytes = False
         self.status = 0
-        self.head_lines = []
-        self.has_length = self.chunked = False
+        self.head_buf = b""
+        self.head_pos = 0
         self.close_delimited = False
         self.timeout = read_timeout
         self.last_read = self._loop.time()
@@ -137,6 +132,8 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self.got_bytes = True
         self.last_read = self._loop.time()
+        if not self.status:  # the head is not complete yet: keep its bytes (usually this one read holds it all)
+            self.head_buf = self.head_buf + data if self.head_buf else data
         try:
             self.parser.feed_data(data)
         except HttpParserError as exc:
@@ -154,7 +151,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         if self.close_delimited and self.status >= 200:
             self.detach()
-            owner.response_done(self, keep_alive=False)
+            relay.done(owner, self, False)
         else:
             self._fail(LOST, f"connection closed: {exc}" if exc else "connection closed by the instance")
         owner.flush()
@@ -169,29 +166,29 @@ class UpstreamConnection(asyncio.Protocol):
 
     # --- httptools callbacks
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        lname = name.lower()
-        if lname in self._drop:
-            if lname == b"transfer-encoding" and b"chunked" in value.lower():
-                self.chunked = True
-            return
-        if lname == b"content-length":
-            self.has_length = True
-        self.head_lines.append(b"%s: %s\r\n" % (name, value))
+    # (No on_header: the header block is taken from the bytes as received, see `jishi.gateway.headers`.)
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
+        buf = self.head_buf
+        start = self.head_pos
+        while buf.startswith(b"\r\n", start):  # empty lines before a status line are allowed (and skipped)
+            start += 2
+        end = buf.find(b"\r\n\r\n", start)
+        if end < 0:
+            raise HttpParserError("response head not found in the bytes received")
         if 100 <= status < 200:
-            self.head_lines = []  # an interim response (100 Continue): wait for the final one
-            self.has_length = self.chunked = False
+            self.head_pos = end + 4  # an interim response (100 Continue): wait for the final one
             return
+        self.head_buf = b""
+        block, has_length, chunked = response_headers(buf[buf.index(b"\r\n", start) + 2 : end + 2])
         self.status = status
         # The read timer stays armed: it also bounds silence between body bytes.
         bodyless = self.no_body or status == 204 or status == 304
-        self.close_delimited = not bodyless and not self.has_length and not self.chunked
+        self.close_delimited = not bodyless and not has_length and not chunked
         owner = self.owner
         assert owner is not None
-        owner.response_head(self, status, bodyless, self.has_length)
+        relay.head(owner, status, block, bodyless, has_length)
         if self.no_body:
             # httptools cannot be told the request was HEAD; finish here and start a fresh parser.
             self._reset_parser = True
@@ -200,7 +197,7 @@ class UpstreamConnection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         owner = self.owner
         if owner is not None and not self.no_body:
-            owner.response_body(body)
+            relay.body(owner, body)
 
     def on_message_complete(self) -> None:
         if self.status == 0 or self.no_body:
@@ -209,9 +206,10 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _complete(self) -> None:
         owner = self.owner
-        self.detach()
+        self.owner = None
+        self.pool.busy.discard(self)
         if owner is not None:
-            owner.response_done(self, keep_alive=self.parser.should_keep_alive() and not self.close_delimited)
+            relay.done(owner, self, self.parser.should_keep_alive() and not self.close_delimited)
 
     # --- failures
 
@@ -226,7 +224,7 @@ class UpstreamConnection(asyncio.Protocol):
         owner = self.owner
         self.abort()
         if owner is not None:
-            owner.upstream_failed(self, kind, message)
+            relay.failed(owner, self, kind, message)
 
 
 class Pool:

@@ -1,0 +1,129 @@
+"""From a parsed request to an instance: route it, pick a peer, get a connection, send the head and body.
+
+    start(client, ex)              a request head is complete and it is this connection's turn: route it, try
+    try_peer(client, ex, same)     pick a peer (or retry `same` on a fresh connection) and get it a connection
+    connected(client, ex, ...)     the proxy's connect for `ex` finished
+    send(client, ex, conn)         send the head (and any body so far) on `conn`
+
+Refusals are answered at once with a JSON error: CONNECT (405), a target that is not a path (400), no route
+(404), a route without a healthy instance (503). A failed try goes to `jishi.gateway.failover`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from jishi.core.retry import Failure
+from jishi.gateway import failover
+from jishi.gateway.headers import origin_form, request_head
+
+if TYPE_CHECKING:
+    from jishi.core.balancer import Peer
+    from jishi.gateway.downstream import ClientConnection
+    from jishi.gateway.exchange import Exchange
+    from jishi.gateway.upstream import UpstreamConnection
+
+__all__ = ["connected", "send", "start", "try_peer"]
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def start(client: ClientConnection, ex: Exchange) -> None:
+    """Route `ex` and send it to a peer (or answer it with an error)."""
+    client.active = ex
+    if client.proxy.stopping:
+        ex.keep_alive = False
+    url = ex.url
+    if url[0] != 0x2F:  # not "/..."
+        if ex.method == b"CONNECT":
+            client.error(ex, 405, "method_not_allowed", "the gateway does not tunnel CONNECT requests")
+            return
+        origin = origin_form(ex)
+        if origin is None:
+            client.error(ex, 400, "bad_request", f"request target {ex.url[:200]!r} is not a path")
+            return
+        url = origin
+    found = client.proxy.table.route_for(ex.host, url)
+    if found is None:
+        host = (ex.host or b"").decode("latin-1")
+        client.error(ex, 404, "no_route", f"no route for host {host!r} and path {url[:200].decode('latin-1')!r}")
+        return
+    route, ex.path = found
+    ex.route = route
+    peer = route.balancer.pick(client.loop.time())
+    if peer is None:
+        client.error(ex, 503, "no_healthy_instance", f"route {route.name!r} has no healthy instance")
+        return
+    if ex.expect_continue and not ex.req_done:
+        client.out.append(_CONTINUE)
+        client.flush()
+    head = request_head(ex, client.forwarded, client.client_ip)
+    ex.head = head + b"\r\n" if ex.host is not None else head
+    ex.tries = 1
+    ex.peer = peer
+    conn = client.pool.acquire(peer.addr) if ex.replayable else None
+    if conn is not None:
+        send(client, ex, conn)
+    else:
+        client.proxy.connect(peer.addr, route.connect_timeout, client, ex, peer)
+
+
+def try_peer(client: ClientConnection, ex: Exchange, same_peer: Peer | None) -> None:
+    """Another try: on `same_peer` over a fresh connection, or on the next peer not tried yet."""
+    route = ex.route
+    assert route is not None
+    if same_peer is not None:
+        peer: Peer | None = same_peer
+    else:
+        peer = route.balancer.pick(client.loop.time(), ex.tried)
+        if peer is None:
+            failover.give_up(client, ex)
+            return
+        ex.tries += 1
+    assert peer is not None
+    ex.peer = peer
+    fresh = same_peer is not None or not ex.replayable
+    conn = None if fresh else client.pool.acquire(peer.addr)
+    if conn is not None:
+        send(client, ex, conn)
+    else:
+        client.proxy.connect(peer.addr, route.connect_timeout, client, ex, peer)
+
+
+def connected(
+    client: ClientConnection, ex: Exchange, peer: Peer, conn: UpstreamConnection | None, error: BaseException | None
+) -> None:
+    """The proxy's connect for `ex` finished (with a connection or an error)."""
+    if ex.finished or client.closed or ex is not client.active or ex.peer is not peer:
+        if conn is not None:
+            client.pool.release(conn)
+        return
+    if conn is None:
+        timed_out = isinstance(error, TimeoutError)
+        what = "timed out" if timed_out else f"failed: {error}"
+        message = f"connect to {peer.address}:{peer.port} {what}"
+        failover.after_failure(
+            client, ex, peer, Failure.CONNECT, message, reused=False, got_bytes=False, timed_out=timed_out
+        )
+    else:
+        send(client, ex, conn)
+    client.flush()
+
+
+def send(client: ClientConnection, ex: Exchange, conn: UpstreamConnection) -> None:
+    """Send the head and the body received so far on `conn`; the rest of the body follows as it comes."""
+    route = ex.route
+    assert route is not None and ex.peer is not None
+    ex.conn = conn
+    head = ex.head
+    if ex.host is None:
+        head += b"Host: %s:%d\r\n\r\n" % (ex.peer.address.encode(), ex.peer.port)
+    if ex.body:
+        head = b"".join((head, *ex.body))
+        if not ex.replayable:
+            ex.body.clear()
+    conn.send(client, head, ex.method == b"HEAD", route.read_timeout)
+    if client.paused:
+        client.body_sent()
+    if client.write_paused and conn.transport is not None:
+        conn.transport.pause_reading()

@@ -1,0 +1,147 @@
+"""Request and response heads through the proxy, in memory: exact bytes each side sees, split reads, HTTP/1.0."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from jishi.core.routing import RoutingTable
+from jishi.gateway import Proxy
+from jishi.gateway.downstream import ClientConnection
+from jishi.gateway.headers import HOST, REQUEST_ACTIONS, request_action, response_headers
+from jishi.gateway.upstream import UpstreamConnection
+from jishi.registry.model import Health, Instance, Route, RouteBackend
+
+
+class MemoryTransport:
+    """An asyncio transport that keeps what is written."""
+
+    def __init__(self, peer: tuple[str, int]) -> None:
+        self.peer = peer
+        self.data = bytearray()
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def writelines(self, pieces: Any) -> None:
+        for piece in pieces:
+            self.data += piece
+
+    def take(self) -> bytes:
+        out = bytes(self.data)
+        self.data.clear()
+        return out
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.peer if name == "peername" else default
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+
+class Pair:
+    """A proxy with one route (prefix /api/, stripped) over one instance whose pooled connection is in memory."""
+
+    def __init__(self) -> None:
+        self.proxy = Proxy()
+        route = Route(name="r", prefix="/api/", strip_prefix=True, backends=[RouteBackend(service="s")])
+        inst = Instance(id="i", service="s", port=9000, health=Health.PASSING)
+        self.proxy.set_table(RoutingTable.build([route], [inst]))
+        self.upstream = UpstreamConnection(self.proxy.pool, ("127.0.0.1", 9000))
+        self.up = MemoryTransport(("127.0.0.1", 9000))
+        self.upstream.connection_made(self.up)  # type: ignore[arg-type]
+        self.proxy.pool.release(self.upstream)
+        self.client = ClientConnection(self.proxy)
+        self.down = MemoryTransport(("10.1.2.3", 5555))
+        self.client.connection_made(self.down)  # type: ignore[arg-type]
+
+    def respond(self, *reads: bytes) -> bytes:
+        for data in reads:
+            self.upstream.data_received(data)
+        return self.down.take()
+
+
+@pytest.fixture
+async def pair() -> Pair:
+    return Pair()
+
+
+def test_response_headers_keep_the_block_as_sent_when_nothing_is_hop_by_hop() -> None:
+    """The raw block is forwarded as is; Date is not taken for TE, X-Content-Length not for Content-Length."""
+    block = b"Date: Mon, 01 Jan 2024 00:00:00 GMT\r\nX-Content-Length: 5\r\nsERVER: x\r\n"
+    assert response_headers(block) == (block, False, False)
+    assert response_headers(b"content-LENGTH: 2\r\n") == (b"content-LENGTH: 2\r\n", True, False)
+
+
+def test_response_headers_drop_hop_by_hop_and_see_chunked() -> None:
+    """Connection, Keep-Alive and Transfer-Encoding are dropped (any case); chunked is noticed; order is kept."""
+    block = b"A: 1\r\nConnection: keep-alive\r\nKEEP-ALIVE: timeout=5\r\nB: 2\r\ntransfer-encoding: gzip, Chunked\r\n"
+    assert response_headers(block) == (b"A: 1\r\nB: 2\r\n", False, True)
+    assert response_headers(b"Connection: close\r\n") == (b"", False, False)
+
+
+def test_request_header_names_are_classified_in_any_case_and_cached() -> None:
+    """'HOST' is the Host header; the answer is cached under the name as sent."""
+    assert request_action(b"HoSt") == HOST
+    assert REQUEST_ACTIONS[b"HoSt"] == HOST
+
+
+async def test_request_head_sent_to_the_instance_is_exact(pair: Pair) -> None:
+    """Headers in order as sent, hop-by-hop ones and those named in Connection dropped, forwarding headers added."""
+    pair.client.data_received(
+        b"GET /api/items?x=1 HTTP/1.1\r\nHost: shop.test\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\n"
+        b"Accept: */*\r\nX-Forwarded-For: 10.0.0.9\r\nTE: trailers\r\n\r\n"
+    )
+    assert pair.up.take() == (
+        b"GET /items?x=1 HTTP/1.1\r\nHost: shop.test\r\nAccept: */*\r\n"
+        b"X-Forwarded-For: 10.0.0.9, 10.1.2.3\r\nX-Real-IP: 10.1.2.3\r\nX-Forwarded-Proto: http\r\n"
+        b"X-Forwarded-Host: shop.test\r\n\r\n"
+    )
+
+
+async def test_response_head_split_over_reads_after_an_interim_100(pair: Pair) -> None:
+    """A 100 Continue and a final head arriving in odd pieces give the client just the final response."""
+    pair.client.data_received(b"GET /api/a HTTP/1.1\r\nHost: h\r\n\r\n")
+    raw = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nX-A: 1\r\nContent-Length: 3\r\n\r\nabc"
+    out = pair.respond(raw[:10], raw[10:30], raw[30:60], raw[60:])
+    assert out == b"HTTP/1.1 201 Created\r\nX-A: 1\r\nContent-Length: 3\r\n\r\nabc"
+    assert pair.proxy.pool.idle_count() == 1
+
+
+async def test_response_hop_by_hop_headers_are_dropped_and_the_body_rechunked(pair: Pair) -> None:
+    """Connection/Keep-Alive/Transfer-Encoding from the instance are not relayed; the gateway frames the body."""
+    pair.client.data_received(b"GET /api/a HTTP/1.1\r\nHost: h\r\n\r\n")
+    out = pair.respond(
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\n"
+        b"X-B: 2\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    )
+    assert out == b"HTTP/1.1 200 OK\r\nX-B: 2\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+
+
+async def test_http10_client_gets_close_unless_it_asked_for_keep_alive(pair: Pair) -> None:
+    """HTTP/1.0 without keep-alive: Connection: close and the connection ends; with it: Connection: keep-alive."""
+    pair.client.data_received(b"GET /api/a HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\n\r\n")
+    out = pair.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx")
+    assert out == b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: keep-alive\r\n\r\nx"
+    assert not pair.down.closed
+    pair.client.data_received(b"GET /api/a HTTP/1.0\r\nHost: h\r\n\r\n")
+    out = pair.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\ny")
+    assert out == b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\n\r\ny"
+    assert pair.down.closed
