@@ -4,9 +4,11 @@ An `UpstreamConnection` is an asyncio protocol that parses responses with httpto
 `jishi.gateway.relay`, to the client connection it is currently bound to (its `owner`, a
 `jishi.gateway.downstream.ClientConnection`). One request is in flight on a connection at a time. It defines no
 `on_header`: the bytes of a response are kept until its head is complete, and the header block is taken from
-them as received (`jishi.gateway.headers.response_headers`), which saves a Python call per header. After a complete response on a connection that may be kept
-alive, the owner gives it back to the `Pool`, which keeps a bounded stack of idle connections per
-(address, port): newest first, closed after `idle_timeout`, dropped at once when the instance closes them.
+them as received (`jishi.gateway.headers.response_headers`), which saves a Python call per header.
+
+After a complete response on a connection that may be kept alive, the owner gives it back to the `Pool`, which
+keeps a bounded stack of idle connections per (address, port): newest first, closed after `idle_timeout`,
+dropped at once when the instance closes them.
 
 Failures reported to the owner (`relay.failed`, kinds from `jishi.core.retry.Failure`): LOST (closed or
 reset before the response was complete), TIMEOUT (no response byte for the route's read timeout; the pool
