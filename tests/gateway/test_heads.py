@@ -145,3 +145,14 @@ async def test_http10_client_gets_close_unless_it_asked_for_keep_alive(pair: Pai
     out = pair.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\ny")
     assert out == b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\n\r\ny"
     assert pair.down.closed
+
+
+def test_response_header_answers_are_remembered_within_a_bound() -> None:
+    """A repeated block gets the same answer from the cache; many distinct blocks never grow it past its bound."""
+    from jishi.gateway import headers
+
+    block = b"Connection: close\r\nX-A: 1\r\n"
+    assert response_headers(block) is response_headers(block)
+    for i in range(3 * headers._SEEN_MAX):
+        assert response_headers(b"Content-Length: %d\r\n" % i) == (b"Content-Length: %d\r\n" % i, True, False)
+    assert len(headers._SEEN_BLOCKS) <= headers._SEEN_MAX

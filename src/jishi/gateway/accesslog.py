@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -33,12 +32,12 @@ _LINE = (
     b'{"time": %.3f, "client": %s, "method": %s, "path": %s, "status": %d, "bytes": %d, "upstream": %s, '
     b'"duration_ms": %.3f, "tries": %d}\n'
 )
-_NEEDS_ESCAPE = re.compile(rb'[^\x20-\x7e]|["\\]')
+_PLAIN = bytes(b for b in range(0x20, 0x7F) if b not in b'"\\')  # bytes a JSON string holds unescaped
 
 
 def _json_str(raw: bytes) -> bytes:
     """`raw` (latin-1) as a JSON string literal; plain ASCII is quoted without going through `json`."""
-    if _NEEDS_ESCAPE.search(raw) is None:
+    if not raw.translate(None, _PLAIN):  # (deleting the plain bytes leaves nothing: one C call, no regex)
         return b'"' + raw + b'"'
     return json.dumps(raw.decode("latin-1")).encode()
 

@@ -16,7 +16,9 @@ Framing is redone: a Content-Length body is passed as is; a chunked body is re-c
 Response headers go to the client as the instance sent them (the raw header block, not re-formatted), except
 the hop-by-hop ones and Transfer-Encoding: the gateway frames the body itself. llhttp has already rejected
 obs-folds, bare LFs and whitespace before a colon, so the block is CRLF-separated `name: value` lines and one
-case-insensitive scan tells whether anything must be dropped (usually nothing).
+case-insensitive scan tells whether anything must be dropped (usually nothing). An instance tends to send the
+same block many times (until its Date or the body length changes), so the answer is kept for the last few
+hundred distinct blocks.
 
 Request header names are classified through a cache keyed by the name as sent (`"Host"`, `"host"`, ...), so
 the common case is one dict lookup and no `lower()`.
@@ -138,8 +140,23 @@ _RESPONSE_DROP = frozenset(
 )
 
 
+_SEEN_BLOCKS: dict[bytes, tuple[bytes, bool, bool]] = {}  # an instance sends the same block again and again
+_SEEN_MAX = 512
+
+
 def response_headers(block: bytes) -> tuple[bytes, bool, bool]:
     """A response's header block (CRLF-ended lines) → (lines to forward, has Content-Length, chunked)."""
+    seen = _SEEN_BLOCKS.get(block)
+    if seen is not None:
+        return seen
+    result = _response_headers(block)
+    if len(_SEEN_BLOCKS) >= _SEEN_MAX:
+        _SEEN_BLOCKS.clear()  # (blocks that differ every time, e.g. by Date or Content-Length: start over)
+    _SEEN_BLOCKS[block] = result
+    return result
+
+
+def _response_headers(block: bytes) -> tuple[bytes, bool, bool]:
     low = block.lower()
     has_length = low.startswith(b"content-length:") or b"\ncontent-length:" in low
     if _RESPONSE_HOP.search(low) is None:
