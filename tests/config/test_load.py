@@ -272,3 +272,22 @@ def test_parse_duration_rejects(text):
     """Anything else is a ValueError."""
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+def test_an_empty_file_is_refused_naming_the_file_and_a_fix(tmp_path: Path) -> None:
+    """An empty jishi.yaml is an error (applying it would delete everything), not an empty project."""
+    path = tmp_path / "jishi.yaml"
+    path.write_text("# nothing yet\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.line == 1
+    assert "empty" in str(info.value) and "services:" in str(info.value)
+
+
+def test_no_services_on_purpose_is_allowed_with_a_warning(tmp_path: Path) -> None:
+    """`services: {}` loads, and warns that every running instance will be stopped."""
+    path = tmp_path / "jishi.yaml"
+    path.write_text("services: {}\n")
+    config = load_config(path)
+    assert config.services == {}
+    assert any("no services" in w for w in config.warnings)

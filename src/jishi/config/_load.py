@@ -43,6 +43,14 @@ def parse_config(
 ) -> ProjectConfig:
     """Validate `text` as the contents of `file`, whose relative paths are resolved against `config_dir`."""
     raw, lines = load_with_lines(text, file)
+    if raw is None:  # applying an empty file would delete every service and route already running
+        raise ConfigError(
+            "the file is empty",
+            file=file,
+            line=1,
+            fix="declare what to run under `services:` (see examples/shop/jishi.yaml); "
+            "to stop everything on purpose, write `services: {}`",
+        )
     norm = normalize(raw, config_dir, overrides or Overrides(), python)
     problems = list(norm.problems)
     config: ProjectConfig | None = None
@@ -87,6 +95,8 @@ def _cross_check(config: ProjectConfig) -> list[Problem]:
 
 def _warnings(config: ProjectConfig) -> list[str]:
     out = []
+    if not config.services:
+        out.append(f"{config.source}: declares no services; `jishi up` will stop every instance it finds running")
     for spec in config.services.values():
         uses_port = any("{port}" in part for part in spec.command) or any("{port}" in v for v in spec.env.values())
         if spec.health_check.type != "none" and not uses_port:
