@@ -111,7 +111,10 @@ class Child:
                 why = "told to hurry" if hurry() else f"did not stop within {timeout:.0f} s"
                 log.warning("%s (pid %d) %s; killing it", self.name, pid, why)
                 _killpg(pid, signal.SIGKILL)
-                self.popen.wait(timeout=5)
+                try:
+                    self.popen.wait(timeout=5)
+                except subprocess.TimeoutExpired:  # e.g. stuck in uninterruptible I/O: move on to the next
+                    log.error("%s (pid %d) survived SIGKILL for 5 s; leaving it to the kernel", self.name, pid)
         _killpg(pid, signal.SIGKILL)  # anything left in its group (gateway workers, say)
         code = self.popen.returncode
         self.popen = None

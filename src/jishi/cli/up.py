@@ -262,7 +262,7 @@ class Platform:
 def run_up(config: ProjectConfig, *, log_level: str = "INFO") -> int:
     """Everything `jishi up` does after validation; returns the exit code (0 after a clean stop)."""
     platform = Platform(config, log_level=log_level)
-    previous = {sig: signal.signal(sig, platform.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, platform.on_signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     code = 0
     try:
         for warning in config.warnings:
