@@ -3,7 +3,7 @@
     start(client, ex)              a request head is complete and it is this connection's turn: route it, try
     try_peer(client, ex, same)     pick a peer (or retry `same` on a fresh connection) and get it a connection
     connected(client, ex, ...)     the proxy's connect for `ex` finished
-    send(client, ex, conn)         send the head (and any body so far) on `conn`
+    send(client, ex, conn, now)    send the head (and any body so far) on `conn`
 
 Refusals are answered at once with a JSON error: CONNECT (405), a target that is not a path (400), no route
 (404), a route without a healthy instance (503). A failed try goes to `jishi.gateway.failover`.
@@ -50,20 +50,20 @@ def start(client: ClientConnection, ex: Exchange) -> None:
         return
     route, ex.path = found
     ex.route = route
-    peer = route.balancer.pick(client.loop.time())
+    now = client.loop.time()
+    peer = route.balancer.pick(now)
     if peer is None:
         client.error(ex, 503, "no_healthy_instance", f"route {route.name!r} has no healthy instance")
         return
     if ex.expect_continue and not ex.req_done:
         client.out.append(_CONTINUE)
         client.flush()
-    head = request_head(ex, client.forwarded, client.client_ip)
-    ex.head = head + b"\r\n" if ex.host is not None else head
+    ex.head = request_head(ex, client.forwarded, client.client_ip)
     ex.tries = 1
     ex.peer = peer
     conn = client.pool.acquire(peer.addr) if ex.replayable else None
     if conn is not None:
-        send(client, ex, conn)
+        send(client, ex, conn, now)
     else:
         client.proxy.connect(peer.addr, route.connect_timeout, client, ex, peer)
 
@@ -72,10 +72,11 @@ def try_peer(client: ClientConnection, ex: Exchange, same_peer: Peer | None) -> 
     """Another try: on `same_peer` over a fresh connection, or on the next peer not tried yet."""
     route = ex.route
     assert route is not None
+    now = client.loop.time()
     if same_peer is not None:
         peer: Peer | None = same_peer
     else:
-        peer = route.balancer.pick(client.loop.time(), ex.tried)
+        peer = route.balancer.pick(now, ex.tried)
         if peer is None:
             failover.give_up(client, ex)
             return
@@ -85,7 +86,7 @@ def try_peer(client: ClientConnection, ex: Exchange, same_peer: Peer | None) -> 
     fresh = same_peer is not None or not ex.replayable
     conn = None if fresh else client.pool.acquire(peer.addr)
     if conn is not None:
-        send(client, ex, conn)
+        send(client, ex, conn, now)
     else:
         client.proxy.connect(peer.addr, route.connect_timeout, client, ex, peer)
 
@@ -106,11 +107,11 @@ def connected(
             client, ex, peer, Failure.CONNECT, message, reused=False, got_bytes=False, timed_out=timed_out
         )
     else:
-        send(client, ex, conn)
+        send(client, ex, conn, client.loop.time())
     client.flush()
 
 
-def send(client: ClientConnection, ex: Exchange, conn: UpstreamConnection) -> None:
+def send(client: ClientConnection, ex: Exchange, conn: UpstreamConnection, now: float) -> None:
     """Send the head and the body received so far on `conn`; the rest of the body follows as it comes."""
     route = ex.route
     assert route is not None and ex.peer is not None
@@ -122,7 +123,7 @@ def send(client: ClientConnection, ex: Exchange, conn: UpstreamConnection) -> No
         head = b"".join((head, *ex.body))
         if not ex.replayable:
             ex.body.clear()
-    conn.send(client, head, ex.method == b"HEAD", route.read_timeout)
+    conn.send(client, head, ex.method == b"HEAD", route.read_timeout, now)
     if client.paused:
         client.body_sent()
     if client.write_paused and conn.transport is not None:

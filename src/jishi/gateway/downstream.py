@@ -262,10 +262,12 @@ class ClientConnection(asyncio.Protocol):
         self.flush()
         self.finish(ex)
 
-    def finish(self, ex: Exchange) -> None:
-        """`ex` is over: log it, then go on with the next pipelined request (or close, or wait)."""
+    def finish(self, ex: Exchange, now: float | None = None) -> None:
+        """`ex` is over (at loop time `now`): log it, then go on with the next pipelined request, or close, or
+        wait."""
         ex.finished = True
-        now = self.loop.time()
+        if now is None:
+            now = self.loop.time()
         access_log = self.proxy.access_log
         if access_log is not None:
             access_log.record(self.client_ip, ex, now)

@@ -117,7 +117,8 @@ def origin_form(ex: Exchange) -> bytes | None:
 
 
 def request_head(ex: Exchange, forwarded: bytes, client_ip: bytes) -> bytes:
-    """The head for the instance, without the final CRLF (and the Host line, if the client sent no Host).
+    """The head for the instance; if the client sent no Host, without that line and the final CRLF (the
+    instance's address goes there, per peer).
 
     `forwarded` is the connection's precomputed `X-Forwarded-For: <ip>\\r\\nX-Real-IP: ...` block, used as is
     when the client sent no X-Forwarded-For of its own.
@@ -127,10 +128,10 @@ def request_head(ex: Exchange, forwarded: bytes, client_ip: bytes) -> bytes:
         parts.append(forwarded)
     else:
         parts += (b"X-Forwarded-For: ", ex.xff, b", ", client_ip, forwarded[forwarded.index(b"\r\n") :])
-    if ex.host is not None:
-        parts += (b"X-Forwarded-Host: ", ex.host, b"\r\n")
     if ex.chunked_req:
         parts.append(b"Transfer-Encoding: chunked\r\n")
+    if ex.host is not None:
+        parts += (b"X-Forwarded-Host: ", ex.host, b"\r\n\r\n")
     return b"".join(parts)
 
 

@@ -82,11 +82,12 @@ def done(client: ClientConnection, conn: UpstreamConnection, keep_alive: bool) -
     ex.conn = None
     if client.write_paused and conn.transport is not None and not conn.closed:
         conn.transport.resume_reading()
+    now = client.loop.time()
     if keep_alive and ex.req_done and not conn.closed:
-        client.pool.release(conn)
+        client.pool.release(conn, now)
     else:
         conn.abort()
-    client.finish(ex)
+    client.finish(ex, now)
 
 
 def failed(client: ClientConnection, conn: UpstreamConnection, kind: Failure, message: str) -> None:

@@ -85,8 +85,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     # --- driven by the owner
 
-    def send(self, owner: ClientConnection, data: bytes, head_request: bool, read_timeout: float) -> None:
-        """Bind to `owner` and send the request (head and any body so far); the response goes to `owner`."""
+    def send(self, owner: ClientConnection, data: bytes, head_request: bool, read_timeout: float, now: float) -> None:
+        """Bind to `owner` and send the request (head and any body so far) at loop time `now`; the response goes
+        to `owner`."""
         self.owner = owner
         self.no_body = head_request
         self.got_bytes = False
@@ -95,7 +96,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.head_pos = 0
         self.close_delimited = False
         self.timeout = read_timeout
-        self.last_read = self._loop.time()
+        self.last_read = now
         self.pool.busy.add(self)
         assert self.transport is not None
         self.transport.write(data)
@@ -249,15 +250,15 @@ class Pool:
                 return conn
         return None
 
-    def release(self, conn: UpstreamConnection) -> None:
-        """Keep `conn` for reuse (or close it if the pool for its address is full)."""
+    def release(self, conn: UpstreamConnection, now: float | None = None) -> None:
+        """Keep `conn` for reuse (or close it if the pool for its address is full); `now`: the loop time."""
         if conn.closed:
             return
         stack = self._idle.setdefault(conn.addr, [])
         if len(stack) >= self.max_idle:
             conn.abort()
             return
-        conn.idle_since = self.loop.time()
+        conn.idle_since = self.loop.time() if now is None else now
         stack.append(conn)
 
     def forget(self, conn: UpstreamConnection) -> None:
