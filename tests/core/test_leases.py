@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jishi.core.leases import LeaseExistsError, LeaseTable
+from jishi.core.leases import LeaseExistsError, LeaseTable, stall, stall_tolerance
 from jishi.errors import LeaseNotFoundError
 
 
@@ -103,3 +103,28 @@ def test_restore_gives_fresh_full_ttl() -> None:
     assert table.get(3).deadline == 1002.0
     assert table.get(4).deadline == 1005.0
     assert table.next_id() == 5
+
+
+def test_postpone_moves_every_deadline_by_the_delay() -> None:
+    """After postpone(4) every lease is due 4 s later than before, TTLs unchanged; a negative delay is refused."""
+    table = LeaseTable()
+    table.grant(1, 3.0, now=10.0)
+    table.grant(2, 5.0, now=11.0)
+    table.postpone(4.0)
+    assert [(s.ttl, s.deadline) for s in map(table.get, table.ids())] == [(3.0, 17.0), (5.0, 20.0)]
+    assert table.due(16.999) == []
+    assert table.due(17.0) == [1]
+    assert table.keepalive(1, now=16.0).deadline == 19.0  # still live after its original deadline of 13
+    with pytest.raises(ValueError, match="non-negative"):
+        table.postpone(-1.0)
+
+
+def test_stall_is_only_a_gap_beyond_the_tolerance() -> None:
+    """Gaps up to max(1 s, 5 × interval) are ordinary; a longer one is made up for by its excess over the interval."""
+    assert stall_tolerance(0.1) == 1.0
+    assert stall_tolerance(0.5) == 2.5
+    assert stall(0.1, 0.1) == 0.0
+    assert stall(1.0, 0.1) == 0.0
+    assert stall(4.0, 0.1) == pytest.approx(3.9)
+    assert stall(2.5, 0.5) == 0.0
+    assert stall(2.6, 0.5) == pytest.approx(2.1)

@@ -4,7 +4,8 @@ A backend runs it by subclassing `StoreConformance` in a `test_<backend>.py` and
 fixture (see `StoreFactory`): `await store_factory(directory, clock)` opens the backend's store kept in
 `directory` (calling it again on the same directory reopens it, for durability tests), and
 `await store_factory.expire(store)` runs lease expiry at the clock's current time, so that lease tests can
-assert exact times with a `FakeClock`.
+assert exact times with a `FakeClock`. Time passes through `advance(store, seconds)`, which runs expiry at least
+every `PASS_EVERY` seconds on the way, as a running store does.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from jishi.store import (
 from jishi.testing import FakeClock
 
 EQ, NE, LT, GT = CompareOp.EQUAL, CompareOp.NOT_EQUAL, CompareOp.LESS, CompareOp.GREATER
+PASS_EVERY = 0.1  # seconds of fake time between two expiry passes while time passes normally
 
 
 class StoreFactory(Protocol):
@@ -82,8 +84,13 @@ class StoreConformance:
     @pytest.fixture
     def advance(self, store_factory: StoreFactory, clock: FakeClock) -> Callable[[Store, float], Awaitable[None]]:
         async def run(store: Store, seconds: float) -> None:
-            clock.advance(seconds)
-            await store_factory.expire(store)
+            """Let `seconds` pass with an expiry pass every PASS_EVERY s; the clock ends at exactly now + seconds."""
+            end = clock.now + seconds
+            while True:
+                clock.set(min(end, clock.now + PASS_EVERY))
+                await store_factory.expire(store)
+                if clock.now >= end:
+                    return
 
         return run
 

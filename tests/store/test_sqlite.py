@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conformance import StoreConformance, take
 
-from jishi.errors import CompactedError, StoreError
+from jishi.errors import CompactedError, LeaseNotFoundError, StoreError
 from jishi.store import Event, EventType, Put, Store
 from jishi.store.sqlite import SqliteStore
 from jishi.testing import FakeClock, ProcessGroup
@@ -109,6 +109,58 @@ async def test_background_task_expires_leases_on_the_real_clock(tmp_path: Path) 
         assert event[0].type is EventType.DELETE
         assert 0.15 <= elapsed < 1.0
         await watch.aclose()  # type: ignore[attr-defined]
+    finally:
+        await store.close()
+
+
+async def _run_normally(store: SqliteStore, clock: FakeClock, seconds: float) -> None:
+    """Let `seconds` pass with an expiry pass every 0.1 s, as the running store's own task does."""
+    end = clock.now + seconds
+    while clock.now < end:
+        clock.set(min(end, clock.now + 0.1))
+        await store.expire_due()
+
+
+async def test_a_stall_longer_than_the_ttl_keeps_renewed_leases(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 4 s stall of the store under a 3 s lease renewed every second postpones, not expires, the lease."""
+    clock = FakeClock(1000.0)
+    store = await SqliteStore.open(tmp_path / "state.db", clock=clock, expiry_interval=0.1)
+    try:
+        lease = await store.grant(3)
+        await store.put(b"/i", b"1", lease=lease.id)
+        for _ in range(3):
+            await _run_normally(store, clock, 1.0)
+            await store.keepalive(lease.id)  # last renewal at 1003: due at 1006
+        clock.advance(4.0)  # stopped from 1003 to 1007: no pass ran, the next keep-alive waits in a socket
+        with caplog.at_level("WARNING", logger="jishi.store.sqlite"):
+            assert await store.expire_due() == []
+        assert "every lease deadline moves 3.9 s later" in caplog.text
+        assert (await store.lease_info(lease.id)).remaining == pytest.approx(3 - 4 + 3.9)
+        assert (await store.keepalive(lease.id)).remaining == 3  # the held-up keep-alive, handled now
+        assert (await store.get(b"/i")).count == 1
+        await _run_normally(store, clock, 2.999)
+        assert (await store.get(b"/i")).count == 1
+        await _run_normally(store, clock, 0.001)  # an ordinary lapse still expires it, at exactly its TTL
+        assert (await store.get(b"/i")).count == 0
+    finally:
+        await store.close()
+
+
+async def test_a_keepalive_handled_first_after_a_stall_is_accepted(tmp_path: Path) -> None:
+    """After a stall longer than the TTL, a keep-alive that runs before the expiry pass renews the lease."""
+    clock = FakeClock(1000.0)
+    store = await SqliteStore.open(tmp_path / "state.db", clock=clock, expiry_interval=0.1)
+    try:
+        lease = await store.grant(3)
+        await _run_normally(store, clock, 1.0)
+        clock.advance(5.0)  # due at 1003, stopped until 1006
+        assert (await store.keepalive(lease.id)).remaining == 3
+        assert await store.expire_due() == []
+        await _run_normally(store, clock, 3.0)
+        with pytest.raises(LeaseNotFoundError):
+            await store.keepalive(lease.id)  # then not renewed for its TTL: gone
     finally:
         await store.close()
 

@@ -15,6 +15,13 @@ Rules:
   arrives too late cannot resurrect it;
 - ids chosen by the table (`next_id`) grow monotonically from the highest id ever seen, so a revoked id is not
   handed out again while the table lives (the shell persists `high_water` to keep that across restarts).
+
+Stalls. The shell runs an expiry pass every `interval` seconds or sooner. If the time since it last looked at the
+leases is much longer than that (`stall`: more than `stall_tolerance(interval)`), the shell itself was not running
+— the process was stopped, swapped out, its VM paused, or its loop blocked — and so were the keep-alives its
+clients kept sending, which are still waiting in its sockets. Expiring leases on such a gap would punish every
+holder for the store's own pause, so the shell first `postpone`s every deadline by the excess (`gap - interval`),
+as etcd renews every lease when a new leader takes over, and only then judges which leases are due.
 """
 
 from __future__ import annotations
@@ -23,6 +30,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from jishi.errors import LeaseNotFoundError, StoreError
+
+
+def stall_tolerance(interval: float) -> float:
+    """How far beyond `interval` a gap between expiry passes may stretch before it counts as a stall."""
+    return max(1.0, 5.0 * interval)
+
+
+def stall(gap: float, interval: float) -> float:
+    """The seconds to postpone every deadline by after `gap` seconds without an expiry pass, when passes run every
+    `interval` seconds or sooner: the excess `gap - interval` if `gap` is more than `stall_tolerance(interval)`,
+    else 0.0 (an ordinary gap, nothing to make up for)."""
+    if gap > stall_tolerance(interval):
+        return gap - interval
+    return 0.0
 
 
 class LeaseExistsError(StoreError):
@@ -108,6 +129,12 @@ class LeaseTable:
         state = self.get(lease_id)
         del self._leases[lease_id]
         return state
+
+    def postpone(self, delta: float) -> None:
+        """Move every deadline `delta` seconds later (after a stall of the shell: see the module doc)."""
+        if not delta >= 0:
+            raise ValueError(f"deadlines can only be postponed by a non-negative delay, not {delta}")
+        self._leases = {i: LeaseState(i, s.ttl, s.deadline + delta) for i, s in self._leases.items()}
 
     def restore(self, leases: Iterable[tuple[int, float]], now: float) -> None:
         """Load persisted `(id, ttl)` pairs, each with a fresh full TTL from `now` (as etcd does on a new leader)."""

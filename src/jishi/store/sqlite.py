@@ -18,7 +18,11 @@ How it is built (see `_sqlite_log` for the schema):
   A task owned by the store (started by `open`, cancelled and awaited by `close`) revokes leases that are due
   at `clock()`; `expire_due()` runs one such pass on demand, for exact-time tests with a fake clock.
   Deadlines are not persisted: after a reopen every lease restarts its full TTL, as etcd does when a new leader
-  takes over, so a holder that is still alive keeps its keys across a restart of the store.
+  takes over, so a holder that is still alive keeps its keys across a restart of the store. In the same spirit a
+  *stall* of the store (the process stopped, swapped out, its VM paused, the loop blocked: no look at the leases
+  for more than `max(1 s, 5 × expiry_interval)`) does not count against the holders, whose keep-alives are still
+  waiting in the sockets: the first lease decision after it — an expiry pass or a keep-alive, whichever runs
+  first — postpones every deadline by the excess and logs a warning (`jishi.core.leases.stall`).
 - **Watches** read history from the log, then follow live events from a bounded queue; a watcher that falls
   behind catches up from the log (see `_sqlite_watch`).
 """
@@ -32,7 +36,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 
-from jishi.core.leases import LeaseExistsError, LeaseTable
+from jishi.core.leases import LeaseExistsError, LeaseTable, stall
 from jishi.errors import CompactedError, FutureRevisionError, LeaseNotFoundError, StoreError
 from jishi.store import _sqlite_log as sql
 from jishi.store._sqlite_watch import WatchHub
@@ -74,6 +78,7 @@ class SqliteStore(Store):
         self._compact_revision = sql.read_meta(self._conn, "compact_revision")
         self._leases = LeaseTable(sql.read_meta(self._conn, "lease_high_water"))
         self._leases.restore(sql.load_leases(self._conn), clock())
+        self._lease_clock_seen = clock()  # when lease time was last looked at (see `_lease_now`)
         self._hub = WatchHub(watch_queue_size)
         self._expiry: asyncio.Task[None] | None = None
         self._closed = False
@@ -211,13 +216,13 @@ class SqliteStore(Store):
         with self._transaction():
             self._conn.execute("INSERT INTO leases (id, ttl) VALUES (?, ?)", (lease_id, float(ttl)))
             sql.write_meta(self._conn, "lease_high_water", max(lease_id, self._leases.high_water))
-        state = self._leases.grant(lease_id, ttl, self._clock())
+        state = self._leases.grant(lease_id, ttl, self._lease_now())
         return Lease(state.id, state.ttl, state.ttl)
 
     async def keepalive(self, lease_id: int) -> Lease:
         """Restart the TTL. The answer carries no keys (ask `lease_info` for them)."""
         self._check_open()
-        now = self._clock()
+        now = self._lease_now()
         state = self._leases.keepalive(lease_id, now)
         return Lease(state.id, state.ttl, state.remaining(now))
 
@@ -228,7 +233,7 @@ class SqliteStore(Store):
 
     async def lease_info(self, lease_id: int) -> Lease:
         self._check_open()
-        now = self._clock()
+        now = self._lease_now()
         state = self._leases.get(lease_id)
         if state.deadline <= now:
             raise LeaseNotFoundError(lease_id)  # expired; the next expiry pass deletes its keys
@@ -242,10 +247,31 @@ class SqliteStore(Store):
             self._conn.execute("DELETE FROM leases WHERE id = ?", (lease_id,))
         self._leases.revoke(lease_id)
 
+    def _lease_now(self) -> float:
+        """`clock()` for a lease decision — after making up for a stall since the previous one (module doc)."""
+        now = self._clock()
+        gap = now - self._lease_clock_seen
+        self._lease_clock_seen = now
+        delay = stall(gap, self._expiry_interval)
+        if delay > 0 and len(self._leases):
+            self._leases.postpone(delay)
+            log.warning(
+                "the store %s did not run for %.1f s (process stopped, swapped out or its loop blocked); every lease"
+                " deadline moves %.1f s later, so that keep-alives sent meanwhile still count",
+                self.path,
+                gap,
+                delay,
+            )
+        return now
+
     async def expire_due(self) -> list[int]:
-        """Revoke every lease whose deadline is at or before `clock()` now; returns their ids."""
+        """Run one expiry pass at `clock()`: make up for a stall since the last lease decision (see the module
+        doc), then revoke every lease whose deadline is at or before now; returns their ids.
+
+        The background task calls this every `expiry_interval` seconds or sooner; a test on a fake clock that lets
+        time pass normally must call it as often (a longer gap between two calls is a stall)."""
         self._check_open()
-        expired = self._leases.due(self._clock())
+        expired = self._leases.due(self._lease_now())
         for lease_id in expired:
             self._revoke(lease_id)
             log.info("lease %d expired; its keys were deleted", lease_id)
