@@ -1,5 +1,8 @@
 """The agent's one lease: granted once, kept alive every TTL/3, replaced when lost.
 
+A keep-alive gets at most TTL/3 to answer; one that does not is abandoned and retried at once, so a slow
+control plane cannot hold the keeper past the TTL (last renewal + TTL/3 wait + TTL/3 timeout + TTL/3 retry).
+
 Every instance the agent registers (and its own AgentInfo) hangs on this lease, so if the agent or its host
 disappears, the control plane drops them all after the TTL. If the lease is lost while the agent lives — the
 control plane was down longer than the TTL, say — the keeper grants a new one and calls `on_granted`, which
@@ -46,6 +49,7 @@ class LeaseKeeper:
         self._unreachable = False  # the last call failed: log the next failures quietly until one succeeds
         self._ready = asyncio.Event()
         self._wake = asyncio.Event()
+        self._pause = 0.0  # until the next keep-alive
 
     async def current(self) -> int:
         """The live lease id, waiting until there is one."""
@@ -69,31 +73,40 @@ class LeaseKeeper:
             if self.lease_id is None:
                 await self._grant()
                 continue
-            await self._sleep(self.ttl / 3)
+            await self._sleep(self._pause)
             lease_id = self.lease_id
-            if lease_id is None:
-                continue
-            try:
-                await self._cp.keepalive(lease_id)
-            except Exception as exc:
-                if lease_gone(exc):
-                    self.invalidate(lease_id)
-                else:
-                    self._failed("keep-alive of lease %x failed (%s); instances keep running, retrying", lease_id, exc)
-            else:
-                self._recovered()
+            if lease_id is not None:
+                self._pause = await self._renew(lease_id)
+
+    async def _renew(self, lease_id: int) -> float:
+        """One keep-alive of at most TTL/3; returns the pause before the next one (0: retry at once)."""
+        limit = self.ttl / 3
+        try:
+            await asyncio.wait_for(self._cp.keepalive(lease_id), limit)
+        except TimeoutError:
+            self._failed("keep-alive of lease %x got no answer within %.2f s; retrying at once", lease_id, limit)
+            return 0.0
+        except Exception as exc:
+            if lease_gone(exc):
+                self.invalidate(lease_id)
+                return 0.0
+            self._failed("keep-alive of lease %x failed (%s); instances keep running, retrying", lease_id, exc)
+            return min(self._retry, self.ttl / 6)
+        self._recovered()
+        return limit
 
     async def _grant(self) -> None:
         ttl = self._ttl()
         try:
-            lease_id = await self._cp.grant_lease(ttl)
-        except Exception as exc:
-            self._failed("cannot grant a lease of %.1f s (%s); retrying every %.1f s", ttl, exc, self._retry)
+            lease_id = await asyncio.wait_for(self._cp.grant_lease(ttl), ttl)
+        except Exception as exc:  # TimeoutError included: a lease granted too late just expires
+            reason = str(exc) or f"no answer within {ttl:.1f} s"
+            self._failed("cannot grant a lease of %.1f s (%s); retrying every %.1f s", ttl, reason, self._retry)
             await self._sleep(self._retry)
             return
         self._recovered()
         log.info("holding lease %x (ttl %.1f s)", lease_id, ttl)
-        self.lease_id, self.ttl = lease_id, ttl
+        self.lease_id, self.ttl, self._pause = lease_id, ttl, ttl / 3
         await self._on_granted(lease_id)
         self._ready.set()
 

@@ -6,6 +6,10 @@ to the control plane, withdrawals first (a dead instance must leave rotation bef
 and retries whatever failed — so an unreachable control plane delays registrations but never blocks a
 supervisor, and after a lost lease `relink()` makes every record register again.
 
+A withdrawal never waits behind anything else: every call gets at most `timeout` seconds, a new withdrawal
+abandons a registration or health update under way (it is pushed again right after) and cuts short the pause
+after a failed round.
+
 Per instance the push is the smallest call that closes the gap: `register_instance` when the control plane
 has no record of this life of the instance (new pid, new lease, changed weight), `set_health` on a health
 change, `set_draining` when draining starts, `deregister_instance` on withdrawal.
@@ -16,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
 
 from jishi.agent.lease import LeaseKeeper, lease_gone
 from jishi.errors import NotFoundError
@@ -27,6 +32,8 @@ __all__ = ["Registrar"]
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (service, instance id)
+AGENT: Key = ("", "")  # the agent's own record, pushed after the withdrawals
+CALL_TIMEOUT = 1.0  # seconds one instance's update may take before it is abandoned and retried
 _MUTABLE = {"health", "health_output", "health_since", "draining"}
 
 
@@ -37,15 +44,22 @@ def _same_life(a: Instance, b: Instance) -> bool:
     return a.model_dump(exclude=_MUTABLE) == b.model_dump(exclude=_MUTABLE)
 
 
+class _Preempted(Exception):
+    """A withdrawal arrived while a lesser update was under way."""
+
+
 class Registrar:
-    def __init__(self, cp: ControlPlane, lease: LeaseKeeper, *, retry: float = 0.25) -> None:
-        self._cp, self._lease, self._retry = cp, lease, retry
+    def __init__(
+        self, cp: ControlPlane, lease: LeaseKeeper, *, retry: float = 0.25, timeout: float = CALL_TIMEOUT
+    ) -> None:
+        self._cp, self._lease, self._retry, self._timeout = cp, lease, retry, timeout
         self._want: dict[Key, Instance | None] = {}
         self._have: dict[Key, Instance | None] = {}  # what the control plane holds, as far as we know
         self._agent: AgentInfo | None = None
         self._agent_synced = False
         self._failing = False  # the last push failed: log further failures quietly until one succeeds
         self._wake = asyncio.Event()
+        self._urgent = asyncio.Event()  # a withdrawal arrived since the last pick
         self._progress = asyncio.Condition()
 
     def publish(self, instance: Instance) -> None:
@@ -54,6 +68,7 @@ class Registrar:
 
     def withdraw(self, service: str, instance_id: str) -> None:
         self._want[(service, instance_id)] = None
+        self._urgent.set()
         self._wake.set()
 
     def set_agent(self, info: AgentInfo) -> None:
@@ -92,7 +107,8 @@ class Registrar:
                     log.warning("the control plane is up to date with this agent's instances again")
                     self._failing = False
             else:
-                await asyncio.sleep(pause)
+                with contextlib.suppress(TimeoutError):  # a withdrawal does not wait out the pause
+                    await asyncio.wait_for(self._urgent.wait(), pause)
                 pause = min(pause * 2, 1.0)
                 self._wake.set()
 
@@ -101,34 +117,63 @@ class Registrar:
         self._failing = True
 
     async def _push(self, lease_id: int) -> bool:
-        pending = [k for k, v in self._want.items() if v != self._have.get(k)]
-        pending.sort(key=lambda k: self._want[k] is not None)  # withdrawals first
         ok = True
-        for key in pending:
+        tried: set[Key] = set()
+        while (key := self._pick(tried)) is not None:
             try:
-                await self._sync(key, lease_id)
+                preemptible = key == AGENT or self._want[key] is not None
+                await self._bounded(self._sync(key, lease_id), preemptible=preemptible)
+            except _Preempted:
+                continue  # the withdrawal goes now, this one again after it
             except Exception as exc:
                 ok = False
                 if lease_gone(exc):
                     self._lease.invalidate(lease_id)
                     return False
-                self._failed("could not update instance %s/%s on the control plane (%s); retrying", *key, exc)
+                reason = str(exc) or type(exc).__name__
+                what = "the agent record" if key == AGENT else "instance {}/{}".format(*key)
+                self._failed("could not update %s on the control plane (%s); retrying", what, reason)
+            tried.add(key)
         for key in [k for k, v in self._want.items() if v is None and self._have.get(k) is None]:
             del self._want[key]
             self._have.pop(key, None)
-        if self._agent is not None and not self._agent_synced:
-            try:
-                await self._cp.register_agent(self._agent, lease_id)
-                self._agent_synced = True
-            except Exception as exc:
-                ok = False
-                if lease_gone(exc):
-                    self._lease.invalidate(lease_id)
-                else:
-                    self._failed("could not register agent %s (%s); retrying", self._agent.id, exc)
         return ok
 
+    def _pick(self, tried: set[Key]) -> Key | None:
+        """The next update to push: withdrawals first, then registrations and changes, then the agent record."""
+        self._urgent.clear()
+        pending = [k for k, v in self._want.items() if v != self._have.get(k) and k not in tried]
+        withdrawals = [k for k in pending if self._want[k] is None]
+        if withdrawals or pending:
+            return (withdrawals or pending)[0]
+        if self._agent is not None and not self._agent_synced and AGENT not in tried:
+            return AGENT
+        return None
+
+    async def _bounded(self, call: Coroutine[object, object, None], *, preemptible: bool) -> None:
+        """Run one update for at most `timeout` s; raises _Preempted if a withdrawal arrives first (preemptible)."""
+        work = asyncio.ensure_future(call)
+        urgent = asyncio.ensure_future(self._urgent.wait()) if preemptible else None
+        waiting = {work} if urgent is None else {work, urgent}
+        try:
+            done, _ = await asyncio.wait(waiting, timeout=self._timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waiting:
+                task.cancel()
+            await asyncio.gather(*waiting, return_exceptions=True)
+        if work in done:
+            return work.result()
+        if urgent is not None and urgent in done:
+            raise _Preempted
+        raise TimeoutError(f"no answer within {self._timeout:.1f} s")
+
     async def _sync(self, key: Key, lease_id: int) -> None:
+        if key == AGENT:
+            info = self._agent
+            assert info is not None
+            await self._cp.register_agent(info, lease_id)
+            self._agent_synced = info is self._agent
+            return
         want, have = self._want[key], self._have.get(key)
         if want is None:
             with contextlib.suppress(NotFoundError):
