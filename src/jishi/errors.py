@@ -2,10 +2,13 @@
 
     JishiError                      base of everything jishi raises on purpose
     ├── ConfigError                 a jishi.yaml (or flag) is wrong; names file, line, field and fix
-    ├── StoreError                  the state store refused an operation
+    ├── StoreError                  the state store refused an operation; a plain one is the store's own state
+    │                               (closed, busy), not the request's fault: asking again later may work
     │   ├── CompactedError          a watch or read asked for a revision that was compacted away
     │   ├── FutureRevisionError     a read or watch asked for a revision that does not exist yet
-    │   └── LeaseNotFoundError      the lease was never granted, was revoked, or expired
+    │   ├── LeaseNotFoundError      the lease was never granted, was revoked, or expired
+    │   └── InvalidRequestError     the request itself is wrong (a bad argument, a txn writing a key twice);
+    │                               asking again cannot help
     ├── NotFoundError               a named service, instance, route or key does not exist
     ├── ControlPlaneError           the control plane answered with an error (carries code and status)
     │   └── ControlPlaneUnavailable the control plane could not be reached
@@ -73,6 +76,12 @@ class LeaseNotFoundError(StoreError):
     def __init__(self, lease_id: int) -> None:
         self.lease_id = lease_id
         super().__init__(f"lease {lease_id} does not exist (never granted, revoked or expired)")
+
+
+class InvalidRequestError(StoreError):
+    """A store call that is wrong in itself (a non-positive TTL, a txn writing one key twice): never retry it."""
+
+    code = "invalid_request"
 
 
 class NotFoundError(JishiError):

@@ -8,10 +8,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from jishi.api import HttpControlPlane
-from jishi.errors import CompactedError, ControlPlaneError, ControlPlaneUnavailable, LeaseNotFoundError, NotFoundError
+from jishi.api import HttpControlPlane, wire
+from jishi.errors import (
+    CompactedError,
+    ControlPlaneError,
+    ControlPlaneUnavailable,
+    LeaseNotFoundError,
+    NotFoundError,
+    StoreError,
+)
 from jishi.registry import AgentInfo, GatewayInfo, Health, Instance, Registry, Route, RouteBackend, ServiceSpec
 from jishi.server import create_app
+from jishi.store import Put
 from jishi.store.sqlite import SqliteStore
 from jishi.testing import FakeClock, free_port
 
@@ -128,6 +136,34 @@ async def test_lease_errors_carry_the_lease_id(http: httpx.AsyncClient) -> None:
     response = await http.put("/v1/instances/web/a", json=body)
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "lease_not_found" and response.json()["error"]["lease_id"] == 777
+
+
+async def test_store_errors_map_to_400_409_or_503_by_whether_retrying_can_help(tmp_path: Path) -> None:
+    """A txn writing a key twice and a bad TTL are 400 invalid_request, a taken lease id 409, a closed store 503."""
+    store = await SqliteStore.open(tmp_path / "other.db", synchronous="NORMAL")
+    caught: list[BaseException] = []
+    calls = [
+        lambda: store.txn([], [Put(b"/a", b"1"), Put(b"/a", b"2")]),
+        lambda: store.grant(0),
+        lambda: store.grant(5, lease_id=1),
+    ]
+    await store.grant(5, lease_id=1)
+    for call in calls:
+        with pytest.raises(StoreError) as info:
+            await call()
+        caught.append(info.value)
+    await store.close()
+    with pytest.raises(StoreError) as closed:
+        await store.put(b"/a", b"1")
+    caught.append(closed.value)
+    replies = [wire.error_reply(exc) for exc in caught]
+    assert [(status, body["error"]["code"]) for status, body in replies] == [
+        (400, "invalid_request"),
+        (400, "invalid_request"),
+        (409, "lease_exists"),
+        (503, "store_error"),
+    ]
+    assert "twice" in replies[0][1]["error"]["message"] and "closed" in replies[3][1]["error"]["message"]
 
 
 async def test_watch_from_a_compacted_revision_is_410(store: SqliteStore, cp: HttpControlPlane) -> None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
 
-from jishi.api import HttpControlPlane
-from jishi.errors import CompactedError
+from jishi.api import HttpControlPlane, wire
+from jishi.errors import CompactedError, ControlPlaneError, StoreError
+from jishi.store import Put
+from jishi.store.sqlite import SqliteStore
 
 
 def _ev(key: str, rev: int) -> bytes:
@@ -89,3 +93,48 @@ async def test_a_compacted_resume_point_raises() -> None:
         assert (await anext(events)).kv.key == b"a"  # type: ignore[call-overload]
         with pytest.raises(CompactedError):
             await anext(events)  # type: ignore[call-overload]
+
+
+class FailingServer:
+    """Answers the first `len(failures)` watch requests with a stream ending in one error line, then serves LOG."""
+
+    def __init__(self, failures: list[bytes]) -> None:
+        self.failures = failures
+        self.starts: list[int] = []
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.starts.append(int(request.url.params["start_revision"]))
+        if len(self.starts) <= len(self.failures):
+            return httpx.Response(200, content=HEARTBEAT + self.failures[len(self.starts) - 1])
+        return httpx.Response(200, content=HEARTBEAT + b"".join(_ev(k, r) for k, r in LOG))
+
+
+async def _store_errors(directory: Path) -> tuple[StoreError, StoreError]:
+    """What a real store raises for a txn writing a key twice, and for a call after it was closed."""
+    store = await SqliteStore.open(directory / "state.db", synchronous="NORMAL")
+    with pytest.raises(StoreError) as invalid:
+        await store.txn([], [Put(b"/a", b"1"), Put(b"/a", b"2")])
+    await store.close()
+    with pytest.raises(StoreError) as closed:
+        await store.put(b"/a", b"1")
+    return invalid.value, closed.value
+
+
+async def test_a_permanent_store_error_ends_the_watch_without_retrying(tmp_path: Path) -> None:
+    """An invalid request reported by the server is raised at once; asking again could not help."""
+    invalid, _ = await _store_errors(tmp_path)
+    server = FailingServer([wire.error_line(invalid)] * 50)
+    async with HttpControlPlane("http://cp", transport=httpx.MockTransport(server)) as cp:
+        with pytest.raises(ControlPlaneError, match="twice") as info:
+            async with asyncio.timeout(5):
+                await anext(cp.watch("/", 5))  # type: ignore[arg-type]
+    assert info.value.code == "invalid_request" and server.starts == [5]
+
+
+async def test_a_closed_store_is_retried_until_the_watch_goes_on(tmp_path: Path) -> None:
+    """A closed store (the server restarting) is passing: the watch asks again and gets its events."""
+    _, closed = await _store_errors(tmp_path)
+    server = FailingServer([wire.error_line(closed)] * 2)
+    async with HttpControlPlane("http://cp", transport=httpx.MockTransport(server)) as cp:
+        seen = await _take(cp, 5, 4)
+    assert seen == LOG and server.starts == [5, 5, 5]

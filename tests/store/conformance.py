@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from model import ReferenceStore, operations
 
-from jishi.errors import CompactedError, FutureRevisionError, LeaseNotFoundError, StoreError
+from jishi.errors import CompactedError, FutureRevisionError, InvalidRequestError, LeaseNotFoundError, StoreError
 from jishi.store import (
     Compare,
     CompareOp,
@@ -259,10 +259,32 @@ class StoreConformance:
         assert got.kvs == [KeyValue(b"/a", b"1", 1, 1, 1)]
 
     async def test_txn_writing_a_key_twice_is_refused(self, store: Store) -> None:
-        """A txn that changes one key twice is refused and writes nothing."""
-        with pytest.raises(StoreError):
+        """A txn that changes one key twice is refused as an invalid request and writes nothing."""
+        with pytest.raises(InvalidRequestError, match="twice"):
             await store.txn([], [Put(b"/a", b"1"), Put(b"/a", b"2")])
         assert await store.revision() == 0
+
+    async def test_calls_wrong_in_themselves_are_invalid_requests(self, store: Store) -> None:
+        """Bad arguments raise InvalidRequestError (never retried), not the plain StoreError of a closed store."""
+        await store.put(b"/a", b"1")
+        calls = [
+            lambda: store.grant(0),
+            lambda: store.grant(-1.5),
+            lambda: store.grant(5, lease_id=-3),
+            lambda: store.get(b"/a", revision=-1),
+            lambda: store.get(b"/a", limit=-1),
+            lambda: store.compact(0),
+            lambda: store.txn([Compare(b"/a", CompareTarget.VALUE, EQ, 1)], []),
+            lambda: store.txn([Compare(b"/a", CompareTarget.VERSION, EQ, b"1")], []),
+            lambda: anext(store.watch(b"/a", start_revision=-1)),  # type: ignore[arg-type]
+        ]
+        for i, call in enumerate(calls):
+            with pytest.raises(InvalidRequestError):
+                await call()
+            assert await store.revision() == 1, i
+        lease = await store.grant(5)
+        with pytest.raises(InvalidRequestError):
+            await store.grant(5, lease_id=lease.id)  # taken
 
     # ---- leases ------------------------------------------------------------------------------------------
 

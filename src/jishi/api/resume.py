@@ -12,8 +12,11 @@ were delivered (one txn can write several keys at one revision and the connectio
     resume from `next_revision`                                                   (nothing seen yet)
 
 so every event is delivered once, in order, without gaps. Reconnects back off exponentially (capped) and never
-give up; the caller ends the watch by closing the iterator. If the resume point has been compacted away the
-watch raises `CompactedError`: the caller must take a new snapshot, since the events in between are lost.
+give up on conditions that pass — a lost connection, a server stopping or restarting (502/503/504, `unavailable`),
+a closed or busy store (`store_error`) — and the caller ends the watch by closing the iterator. Any other error is
+one that asking again cannot fix (an invalid request, `invalid_request`; a missing record) and is raised at once.
+If the resume point has been compacted away the watch raises `CompactedError`: the caller must take a new
+snapshot, since the events in between are lost.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ __all__ = ["WatchPosition", "resumable_watch"]
 
 log = logging.getLogger(__name__)
 
-RETRYABLE_CODES = {"unavailable", "store_error"}  # server-side conditions that pass (shutdown, restart)
+RETRYABLE_CODES = {"unavailable", "store_error"}  # conditions that pass: server stopping, store closed or busy
 
 
 @dataclass

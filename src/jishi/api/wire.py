@@ -22,6 +22,7 @@ from jishi.errors import (
     CompactedError,
     ControlPlaneError,
     FutureRevisionError,
+    InvalidRequestError,
     JishiError,
     LeaseNotFoundError,
     NotFoundError,
@@ -202,8 +203,10 @@ def error_reply(exc: BaseException) -> tuple[int, dict[str, Any]]:
         status = 404
     elif isinstance(exc, FutureRevisionError):
         status = 400
+    elif isinstance(exc, InvalidRequestError):
+        status = 409 if exc.code == "lease_exists" else 400  # wrong in itself: asking again cannot help
     elif isinstance(exc, StoreError):
-        status = 409 if exc.code == "lease_exists" else 503
+        status = 503  # the store is closed (shutting down) or busy: try again shortly
     elif isinstance(exc, ControlPlaneError):
         status = exc.status or 502
     elif isinstance(exc, ValidationError):

@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from jishi.errors import LeaseNotFoundError, StoreError
+from jishi.errors import InvalidRequestError, LeaseNotFoundError
 
 
 def stall_tolerance(interval: float) -> float:
@@ -46,7 +46,7 @@ def stall(gap: float, interval: float) -> float:
     return 0.0
 
 
-class LeaseExistsError(StoreError):
+class LeaseExistsError(InvalidRequestError):
     """A lease with the requested id is already live."""
 
     code = "lease_exists"

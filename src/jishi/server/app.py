@@ -3,8 +3,9 @@
     app = create_app(registry)          # serve with uvicorn, or test with httpx.ASGITransport(app)
 
 Every error a client can see has the body `{"error": {"code": "...", "message": "..."}}` and a status that says
-what kind of failure it is (see `jishi.api.wire.error_reply`): 400 invalid request, 404 unknown name or lease,
-409 conflict, 410 compacted revision, 503 store or server unavailable, 500 a bug (logged with its traceback).
+what kind of failure it is (see `jishi.api.wire.error_reply`): 400 invalid request (a bad body, or a store call
+wrong in itself: `InvalidRequestError`), 404 unknown name or lease, 409 conflict, 410 compacted revision, 503 store
+closed or busy or server stopping (the only ones worth asking again), 500 a bug (logged with its traceback).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 
 from jishi.core.leases import LeaseTable
-from jishi.errors import LeaseNotFoundError, StoreError
+from jishi.errors import InvalidRequestError, LeaseNotFoundError
 from jishi.store._sqlite_log import current_row, current_rows
 from jishi.store._types import (
     Compare,
@@ -79,7 +79,7 @@ class LogWriter:
         try:
             cursor = self._conn.execute(_INSERT, row)
         except sqlite3.IntegrityError:
-            raise StoreError(
+            raise InvalidRequestError(
                 f"key {row[1]!r} is written twice in one transaction; a txn may change each key at most once"
             ) from None
         assert cursor.lastrowid is not None
@@ -92,11 +92,13 @@ def compare_holds(kv: KeyValue | None, cmp: Compare) -> bool:
     if cmp.target is CompareTarget.VALUE:
         actual = kv.value if kv else b""
         if not isinstance(cmp.operand, bytes):
-            raise StoreError(f"a VALUE compare on {cmp.key!r} needs a bytes operand, not {cmp.operand!r}")
+            raise InvalidRequestError(f"a VALUE compare on {cmp.key!r} needs a bytes operand, not {cmp.operand!r}")
     else:
         actual = _number(kv, cmp.target)
         if not isinstance(cmp.operand, int) or isinstance(cmp.operand, bool):
-            raise StoreError(f"a {cmp.target.name} compare on {cmp.key!r} needs an int operand, not {cmp.operand!r}")
+            raise InvalidRequestError(
+                f"a {cmp.target.name} compare on {cmp.key!r} needs an int operand, not {cmp.operand!r}"
+            )
     operand = cmp.operand
     if cmp.op is CompareOp.EQUAL:
         return actual == operand

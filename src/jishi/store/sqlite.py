@@ -37,7 +37,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 
 from jishi.core.leases import LeaseExistsError, LeaseTable, stall
-from jishi.errors import CompactedError, FutureRevisionError, LeaseNotFoundError, StoreError
+from jishi.errors import CompactedError, FutureRevisionError, InvalidRequestError, LeaseNotFoundError, StoreError
 from jishi.store import _sqlite_log as sql
 from jishi.store._sqlite_watch import WatchHub
 from jishi.store._sqlite_write import LogWriter
@@ -118,7 +118,9 @@ class SqliteStore(Store):
     async def get(self, key: bytes, *, prefix: bool = False, revision: int = 0, limit: int = 0) -> RangeResult:
         self._check_open()
         if revision < 0 or limit < 0:
-            raise StoreError(f"revision and limit must not be negative (got revision={revision}, limit={limit})")
+            raise InvalidRequestError(
+                f"revision and limit must not be negative (got revision={revision}, limit={limit})"
+            )
         if revision > self._revision:
             raise FutureRevisionError(f"revision {revision} does not exist yet; the store is at {self._revision}")
         if 0 < revision < self._compact_revision:
@@ -163,13 +165,13 @@ class SqliteStore(Store):
                     kvs = [kv for _, kv in sql.current_rows(self._conn, op.key, op.prefix)]
                     results.append(RangeResult(kvs, w.revision, len(kvs)))
                 else:
-                    raise StoreError(f"unknown txn operation {op!r}; use Put, Delete or Get")
+                    raise InvalidRequestError(f"unknown txn operation {op!r}; use Put, Delete or Get")
             return TxnResult(succeeded, w.revision, results)
 
     async def compact(self, revision: int) -> None:
         self._check_open()
         if revision <= 0:
-            raise StoreError(f"compact needs a revision of at least 1, not {revision}")
+            raise InvalidRequestError(f"compact needs a revision of at least 1, not {revision}")
         if revision > self._revision:
             raise FutureRevisionError(f"cannot compact to {revision}: the store is at revision {self._revision}")
         if revision <= self._compact_revision:
@@ -207,9 +209,9 @@ class SqliteStore(Store):
 
     async def grant(self, ttl: float, *, lease_id: int = 0) -> Lease:
         if not ttl > 0:
-            raise StoreError(f"a lease TTL must be a positive number of seconds, not {ttl}")
+            raise InvalidRequestError(f"a lease TTL must be a positive number of seconds, not {ttl}")
         if lease_id < 0:
-            raise StoreError(f"a lease id must be positive (or 0 to let the store pick), not {lease_id}")
+            raise InvalidRequestError(f"a lease id must be positive (or 0 to let the store pick), not {lease_id}")
         lease_id = lease_id or self._leases.next_id()
         if lease_id in self._leases:
             raise LeaseExistsError(lease_id)
@@ -302,7 +304,7 @@ class SqliteStore(Store):
         with StoreError, naming the revision to resume from."""
         self._check_open()
         if start_revision < 0:
-            raise StoreError(f"a watch cannot start at a negative revision ({start_revision})")
+            raise InvalidRequestError(f"a watch cannot start at a negative revision ({start_revision})")
         return self._follow(key, prefix, start_revision or self._revision + 1)
 
     async def _follow(self, key: bytes, prefix: bool, start: int) -> AsyncIterator[Event]:
