@@ -10,7 +10,10 @@ What it does (about a minute):
 4. starts nginx (1 worker, upstream keepalive 128, access log off) proxying to the same two instances;
 5. pins each proxy to CPU 0 (`taskset`) while wrk, the instances and the control plane share CPU 1;
 6. runs interleaved rounds of wrk (1 thread) at 64 connections, then 256, alternating nginx and jishi;
-7. prints a table (req/s, p50, p99; the median round of each) and a last line `RESULT {json}`.
+7. prints a table (req/s, p50, p99, CPU µs per request of the proxy's processes; the median round of each)
+   and a last line `RESULT {json}`.
+
+`--access-log` runs the jishi gateway with its access log on (nginx keeps its own off).
 """
 
 from __future__ import annotations
@@ -140,10 +143,29 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def wrk(url: str, connections: int, duration: float) -> dict[str, float]:
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU seconds of every live process in process group `pgid` (from /proc)."""
+    ticks = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields after the command: state ppid pgrp ... utime(11) stime(12)
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, connections: int, duration: float, pgid: int | None = None) -> dict[str, float]:
     seconds = max(1, round(duration))
     argv = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    cpu0 = group_cpu_seconds(pgid) if pgid is not None else 0.0
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    cpu = group_cpu_seconds(pgid) - cpu0 if pgid is not None else 0.0
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
@@ -153,6 +175,7 @@ def wrk(url: str, connections: int, duration: float) -> dict[str, float]:
         "rps": rps,
         "p50_ms": p50,
         "p99_ms": p99,
+        "cpu_us": cpu / total * 1e6 if total else 0.0,
         "non2xx": float(errors.group(1)) if errors else 0.0,
         "socket_errors": 1.0 if socket_errors else 0.0,
     }
@@ -163,6 +186,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=4.0, help="seconds per wrk run")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds at 64 connections")
     ap.add_argument("--quick", action="store_true", help="1 round of 2 s at each level")
+    ap.add_argument("--access-log", action="store_true", help="run the jishi gateway with its access log on")
     args = ap.parse_args()
     if args.quick:
         args.duration, args.rounds = 2.0, 1
@@ -183,16 +207,19 @@ def main() -> int:
         for port in (*ports, cp_port):
             wait_for_port(port, timeout=20)
         cp_url = f"http://127.0.0.1:{cp_port}"
-        procs.start("gateway", [py, "-m", "jishi.gateway", "--control-plane", cp_url, "--listen",
-                                f"127.0.0.1:{gw_port}", "--state-dir", str(tmp / "gateway"),
-                                "--log-level", "WARNING"], PROXY_CPU)  # fmt: skip
+        gw_argv = [py, "-m", "jishi.gateway", "--control-plane", cp_url, "--listen", f"127.0.0.1:{gw_port}",
+                   "--state-dir", str(tmp / "gateway"), "--log-level", "WARNING"]  # fmt: skip
+        if args.access_log:
+            gw_argv += ["--access-log", str(tmp / "access.log")]
+        gateway = procs.start("gateway", gw_argv, PROXY_CPU)
         asyncio.run(feed_control_plane(cp_url, ports))
         for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (tmp / sub).mkdir()
         conf = tmp / "nginx.conf"
         conf.write_text(NGINX_CONF.format(tmp=tmp, b0=ports[0], b1=ports[1], port=ngx_port))
-        procs.start("nginx", ["nginx", "-c", str(conf), "-p", str(tmp)], PROXY_CPU)
+        nginx = procs.start("nginx", ["nginx", "-c", str(conf), "-p", str(tmp)], PROXY_CPU)
         targets = {"nginx": f"http://127.0.0.1:{ngx_port}/", "jishi": f"http://127.0.0.1:{gw_port}/"}
+        groups = {"nginx": nginx.pid, "jishi": gateway.pid}  # each started in a session of its own
         for url in targets.values():
             wait_serving(url)
         print("jishi gateway fed by a real `jishi server` through its HTTP API (route + 2 instances)")
@@ -205,31 +232,39 @@ def main() -> int:
             for r in range(rounds):
                 order = list(targets.items()) if r % 2 == 0 else list(reversed(targets.items()))
                 for name, url in order:
-                    res = wrk(url, conns, args.duration)
+                    res = wrk(url, conns, args.duration, groups[name])
                     results.setdefault((name, conns), []).append(res)
                     print(f"  c{conns} round {r + 1} {name:6s} {res['rps']:>9.0f} req/s  p50 {res['p50_ms']:.2f} ms"
-                          f"  p99 {res['p99_ms']:.2f} ms", flush=True)  # fmt: skip
+                          f"  p99 {res['p99_ms']:.2f} ms  cpu {res['cpu_us']:.1f} µs/req", flush=True)  # fmt: skip
         print()
-        print(f"{'proxy':8s} {'conns':>5s} {'req/s':>10s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>7s}")
+        print(f"{'proxy':8s} {'conns':>5s} {'req/s':>10s} {'p50 ms':>8s} {'p99 ms':>8s} {'cpu µs/req':>10s} "
+              f"{'errors':>7s}")  # fmt: skip
         summary: dict[str, float] = {}
         for (name, conns), runs in results.items():
             rps = statistics.median(r["rps"] for r in runs)
             p50 = statistics.median(r["p50_ms"] for r in runs)
             p99 = statistics.median(r["p99_ms"] for r in runs)
+            cpu = statistics.median(r["cpu_us"] for r in runs)
             errors = sum(r["non2xx"] + r["socket_errors"] for r in runs)
             summary[f"{name}_rps_c{conns}"] = round(rps, 1)
             summary[f"{name}_p50_ms_c{conns}"] = round(p50, 3)
             summary[f"{name}_p99_ms_c{conns}"] = round(p99, 3)
+            summary[f"{name}_cpu_us_c{conns}"] = round(cpu, 2)
             summary[f"{name}_errors_c{conns}"] = errors
-            print(f"{name:8s} {conns:>5d} {rps:>10.0f} {p50:>8.2f} {p99:>8.2f} {errors:>7.0f}")
+            print(f"{name:8s} {conns:>5d} {rps:>10.0f} {p50:>8.2f} {p99:>8.2f} {cpu:>10.1f} {errors:>7.0f}")
         for conns, _ in levels:
             summary[f"ratio_nginx_c{conns}"] = round(summary[f"jishi_rps_c{conns}"] / summary[f"nginx_rps_c{conns}"], 3)
             summary[f"p99_ratio_nginx_c{conns}"] = round(
                 summary[f"jishi_p99_ms_c{conns}"] / summary[f"nginx_p99_ms_c{conns}"], 3
             )
+            if summary[f"nginx_cpu_us_c{conns}"]:  # CPU per request: steadier than req/s on a shared machine
+                summary[f"cpu_ratio_nginx_c{conns}"] = round(
+                    summary[f"jishi_cpu_us_c{conns}"] / summary[f"nginx_cpu_us_c{conns}"], 3
+                )
         print(f"\njishi/nginx throughput at 64 connections: {summary['ratio_nginx_c64']:.2f}x; "
               f"p99 latency ratio {summary['p99_ratio_nginx_c64']:.2f}x (lower is better)")  # fmt: skip
         summary["feed"] = "control_plane_api"  # type: ignore[assignment]
+        summary["jishi_access_log"] = args.access_log  # type: ignore[assignment]
         print("RESULT " + json.dumps(summary, sort_keys=True))
         return 0
     finally:

@@ -156,3 +156,24 @@ def test_response_header_answers_are_remembered_within_a_bound() -> None:
     for i in range(3 * headers._SEEN_MAX):
         assert response_headers(b"Content-Length: %d\r\n" % i) == (b"Content-Length: %d\r\n" % i, True, False)
     assert len(headers._SEEN_BLOCKS) <= headers._SEEN_MAX
+
+
+async def test_request_without_host_gets_the_instance_address(pair: Pair) -> None:
+    """An HTTP/1.0 request without Host is sent with Host set to the instance and no X-Forwarded-Host."""
+    pair.client.data_received(b"GET /api/x HTTP/1.0\r\n\r\n")
+    assert pair.up.take() == (
+        b"GET /x HTTP/1.1\r\nX-Forwarded-For: 10.1.2.3\r\nX-Real-IP: 10.1.2.3\r\nX-Forwarded-Proto: http\r\n"
+        b"Host: 127.0.0.1:9000\r\n\r\n"
+    )
+
+
+async def test_absolute_form_target_and_chunked_body_are_forwarded_in_origin_form(pair: Pair) -> None:
+    """`POST http://h/api/x` goes as `/x` with Host h; a chunked body is re-chunked behind its head."""
+    pair.client.data_received(
+        b"POST http://h.test/api/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    )
+    assert pair.up.take() == (
+        b"POST /x HTTP/1.1\r\nHost: h.test\r\nX-Forwarded-For: 10.1.2.3\r\nX-Real-IP: 10.1.2.3\r\n"
+        b"X-Forwarded-Proto: http\r\nTransfer-Encoding: chunked\r\nX-Forwarded-Host: h.test\r\n\r\n"
+        b"3\r\nabc\r\n0\r\n\r\n"
+    )
