@@ -166,6 +166,29 @@ async def test_store_errors_map_to_400_409_or_503_by_whether_retrying_can_help(t
     assert "twice" in replies[0][1]["error"]["message"] and "closed" in replies[3][1]["error"]["message"]
 
 
+class RacingStore(SqliteStore):
+    """A store where another client's write lands right after every `revision()` read, as it can on a network."""
+
+    async def revision(self) -> int:
+        current = await super().revision()
+        await self.put(b"/jishi/kv/k", b"written meanwhile")
+        return current
+
+
+async def test_kv_read_reports_the_revision_of_its_values(tmp_path: Path) -> None:
+    """GET /v1/kv answers the revision its values were read at, even when writes land around the request."""
+    store = await RacingStore.open(tmp_path / "racing.db", synchronous="NORMAL")
+    try:
+        await store.put(b"/jishi/kv/k", b"first")
+        transport = httpx.ASGITransport(create_app(Registry(store)))  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://cp") as client:
+            reply = (await client.get("/v1/kv/k")).json()
+        (kv,) = reply["kvs"]
+        assert kv["mod_revision"] <= reply["revision"]  # else a watch from revision + 1 repeats this value
+    finally:
+        await store.close()
+
+
 async def test_watch_from_a_compacted_revision_is_410(store: SqliteStore, cp: HttpControlPlane) -> None:
     """A watch below the compaction point answers 410 compacted, and the client raises CompactedError."""
     for i in range(3):

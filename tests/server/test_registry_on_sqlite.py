@@ -176,7 +176,7 @@ async def test_members_live_under_their_lease(registry: Registry, store: SqliteS
 
 
 async def test_kv_keys_are_relative_to_the_kv_namespace(registry: Registry) -> None:
-    """kv_put/kv_get/kv_delete work below /jishi/kv/ and return relative keys."""
+    """kv_put/kv_get/kv_range/kv_delete work below /jishi/kv/ and return relative keys; kv_range adds the revision."""
     await registry.kv_put("app/a", "1")
     await registry.kv_put("app/b", "2")
     assert [(kv.key, kv.value) for kv in await registry.kv_get("app/", prefix=True)] == [
@@ -184,6 +184,9 @@ async def test_kv_keys_are_relative_to_the_kv_namespace(registry: Registry) -> N
         (b"app/b", b"2"),
     ]
     assert await registry.kv_get("missing") == []
+    await registry.put_service(_svc("web"))  # revision 3, outside the KV namespace
+    revision, kvs = await registry.kv_range("app/b")
+    assert revision == 3 and [(kv.key, kv.mod_revision) for kv in kvs] == [(b"app/b", 2)]
     assert await registry.kv_delete("app/", prefix=True) == 2
 
 

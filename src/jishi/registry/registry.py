@@ -249,9 +249,14 @@ class Registry:
     # ---- user KV (keys relative to /jishi/kv/; returned KeyValues carry relative keys too) --------------
 
     async def kv_get(self, key: str, *, prefix: bool = False) -> list[KeyValue]:
+        return (await self.kv_range(key, prefix=prefix))[1]
+
+    async def kv_range(self, key: str, *, prefix: bool = False) -> tuple[int, list[KeyValue]]:
+        """`kv_get` with the store revision the keys were read at — from the same read, so a watch from that
+        revision + 1 sees exactly the changes made after these values."""
         result = await self.store.get((m.KV + key).encode(), prefix=prefix)
         cut = len(m.KV.encode())
-        return [
+        return result.revision, [
             KeyValue(kv.key[cut:], kv.value, kv.create_revision, kv.mod_revision, kv.version, kv.lease)
             for kv in result.kvs
         ]

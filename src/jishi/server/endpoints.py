@@ -240,10 +240,8 @@ async def register_agent(registry: Reg, agent_id: str, body: wire.AgentRegistrat
 
 @router.get("/kv/{key:path}", tags=["kv"], summary="Read a key (or every key under it with ?prefix=true)")
 async def kv_get(registry: Reg, key: str, prefix: bool = False) -> wire.KvReply:
-    return wire.KvReply(
-        revision=await registry.revision(),
-        kvs=[wire.WireKeyValue.of(kv) for kv in await registry.kv_get(key, prefix=prefix)],
-    )
+    revision, kvs = await registry.kv_range(key, prefix=prefix)  # one read: the revision is that of the values
+    return wire.KvReply(revision=revision, kvs=[wire.WireKeyValue.of(kv) for kv in kvs])
 
 
 @router.put("/kv/{key:path}", tags=["kv"], summary="Write a key")
