@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from jishi.agent.groups import GroupLedger, end_leftovers
 from jishi.agent.lease import LeaseKeeper
 from jishi.agent.ports import PortAllocator
 from jishi.agent.registrar import Registrar
@@ -93,6 +94,7 @@ class Agent:
         self._rng = rng or random.Random()
         self._clock, self._wall = clock, wall
         self.ports = PortAllocator(host)
+        self.groups = GroupLedger(self.data_dir / "instances.json")
         self.lease = LeaseKeeper(cp, self._lease_ttl, self._lease_granted)
         self.registrar = Registrar(cp, self.lease)
         self.desired: dict[str, ServiceSpec] = {}
@@ -112,6 +114,7 @@ class Agent:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.registrar.set_agent(AgentInfo(id=self.id, host=self.ports.host, pid=os.getpid(), started_at=self._wall()))
         log.info("agent %s starting (data in %s)", self.id, self.data_dir)
+        await asyncio.to_thread(end_leftovers, self.groups.path)  # what a killed previous run left behind
         try:
             async with asyncio.TaskGroup() as tg:
                 background = [
@@ -223,6 +226,7 @@ class Agent:
             log_dir=self.log_dir,
             rng=self._rng,
             on_change=self._dirty.set,
+            groups=self.groups,
             clock=self._clock,
             wall=self._wall,
         )

@@ -2,7 +2,9 @@
 
 Every instance runs in its own session (so its whole process group can be signalled), with stdout and stderr
 appended to `<log_dir>/<instance-id>.log`, and with PR_SET_PDEATHSIG=SIGKILL: if the agent dies for any reason,
-SIGKILL included, the kernel kills the instance too. `{port}` is replaced in every argv element and env value.
+SIGKILL included, the kernel kills the instance too. That signal reaches only the instance's own process, not
+its children: those are ended by killing the whole group whenever the instance exits, and after a SIGKILL of
+the agent by the next agent start (`jishi.agent.groups`). `{port}` is replaced in every argv element and env value.
 """
 
 from __future__ import annotations

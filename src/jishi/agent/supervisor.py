@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from jishi.agent.checks import probe
+from jishi.agent.groups import GroupLedger
 from jishi.agent.ports import PortAllocator
 from jishi.agent.process import kill_group, render_launch, spawn, terminate
 from jishi.agent.registrar import Registrar
@@ -57,13 +58,14 @@ class Supervisor:
         log_dir: Path,
         rng: random.Random,
         on_change: Callable[[], None] = lambda: None,
+        groups: GroupLedger | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.spec, self.index, self.revision, self.instance_id = spec, index, revision, instance_id
         self.agent_id, self.host = agent_id, ports.host
         self._registrar, self._ports, self._log_dir, self._rng = registrar, ports, log_dir, rng
-        self._on_change, self._clock, self._wall = on_change, clock, wall
+        self._on_change, self._groups, self._clock, self._wall = on_change, groups, clock, wall
         self.lifecycle = Lifecycle()
         self.backoff = RestartBackoff(spec.restart)
         self.restarts = 0
@@ -126,6 +128,7 @@ class Supervisor:
             self._ports.release(slot_key)
             if self.pid is not None:  # cancelled with a process still running: no orphans
                 kill_group(self.pid, signal.SIGKILL)
+                self._ended()
                 self._registrar.withdraw(self.spec.name, self.instance_id)
 
     async def _start(self, port: int) -> asyncio.subprocess.Process | None:
@@ -138,6 +141,8 @@ class Supervisor:
             self.restarts += 1
             return None
         self.pid = proc.pid
+        if self._groups is not None:
+            self._groups.add(self.instance_id, proc.pid)
         self._fire(Event.SPAWNED)
         now = self._wall()
         check = self.spec.health_check
@@ -202,7 +207,7 @@ class Supervisor:
     async def _crashed(self, proc: asyncio.subprocess.Process) -> None:
         self._registrar.withdraw(self.spec.name, self.instance_id)  # out of rotation first
         kill_group(proc.pid)  # whatever it left behind in its group
-        self.pid, self.record = None, None
+        self._ended()
         self._fire(Event.EXITED)
         delay = self.backoff.crashed(self._clock(), self._rng)
         self.restarts += 1
@@ -226,10 +231,16 @@ class Supervisor:
             await asyncio.sleep(spec.drain_seconds)
         code = await terminate(proc, spec.stop_timeout)
         log.info("instance %s stopped (%s)", self.instance_id, _describe_exit(code))
-        self.pid, self.record = None, None
+        self._ended()
         self._registrar.withdraw(spec.name, self.instance_id)
         if self._next is None or self._stop:
             self._fire(Event.STOPPED)
+
+    def _ended(self) -> None:
+        """The process and its whole group are gone (SIGKILLed): forget them."""
+        if self._groups is not None:
+            self._groups.remove(self.instance_id)
+        self.pid, self.record = None, None
 
     async def _pause(self, seconds: float) -> None:
         """Wait out a backoff delay; a stop or replacement request ends it early."""
