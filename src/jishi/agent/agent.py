@@ -2,9 +2,8 @@
 
 Tasks, all owned by one TaskGroup and cancelled and awaited on shutdown:
 
-- follower: `snapshot` + `watch` of `/jishi/services/`; a dropped watch or an unreachable control plane is
-  retried with a growing pause (the last known desired state stays in force, so instances keep running); a
-  compacted revision means a fresh snapshot;
+- follower (`jishi.agent.follower`): the desired services from the control plane, saved to
+  `data_dir/services.json` so that a start while the control plane is down runs what ran before;
 - reconciler: on every change (and every second) asks `jishi.core.reconcile.plan` what to start, stop or
   replace, and tells the slot supervisors;
 - lease keeper and registrar: the one lease and the control plane's copy of every instance;
@@ -30,16 +29,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from jishi.agent.follower import ServiceFollower
 from jishi.agent.groups import GroupLedger, end_leftovers
 from jishi.agent.lease import LeaseKeeper
 from jishi.agent.ports import PortAllocator
 from jishi.agent.registrar import Registrar
 from jishi.agent.supervisor import Supervisor
 from jishi.core.reconcile import ActionKind, Desired, plan
-from jishi.errors import CompactedError
-from jishi.registry.model import SERVICES, AgentInfo, ServiceSpec
+from jishi.registry.model import AgentInfo, ServiceSpec
 from jishi.registry.protocol import ControlPlane
-from jishi.store import EventType, KeyValue
 
 __all__ = ["Agent", "instance_id", "revision_of"]
 
@@ -97,14 +95,18 @@ class Agent:
         self.groups = GroupLedger(self.data_dir / "instances.json")
         self.lease = LeaseKeeper(cp, self._lease_ttl, self._lease_granted)
         self.registrar = Registrar(cp, self.lease)
-        self.desired: dict[str, ServiceSpec] = {}
         self.slots: dict[tuple[str, int], Supervisor] = {}
         self._tasks: dict[Supervisor, asyncio.Task[None]] = {}
         self._idle = asyncio.Event()  # no slot task is left
-        self._synced = asyncio.Event()  # the first snapshot arrived
         self._dirty = asyncio.Event()
+        self.follower = ServiceFollower(cp, self.data_dir / "services.json", self._dirty.set)
         self._shutdown = asyncio.Event()
         self.ready = asyncio.Event()  # holds a lease and follows the services
+
+    @property
+    def desired(self) -> dict[str, ServiceSpec]:
+        """The services this agent follows, by name."""
+        return self.follower.desired
 
     def stop(self) -> None:
         """Begin a graceful shutdown (safe from a signal handler)."""
@@ -118,7 +120,7 @@ class Agent:
         try:
             async with asyncio.TaskGroup() as tg:
                 background = [
-                    tg.create_task(self._follow()),
+                    tg.create_task(self.follower.run()),
                     tg.create_task(self._keep_lease()),
                     tg.create_task(self.registrar.run()),
                 ]
@@ -129,56 +131,13 @@ class Agent:
                 for task in background:
                     task.cancel()
         finally:
+            await self.follower.flush()
             await self.lease.revoke()
             log.info("agent %s stopped", self.id)
 
     async def _keep_lease(self) -> None:
-        await self._synced.wait()  # the TTL comes from the services' lease_ttl
+        await self.follower.synced.wait()  # the TTL comes from the services' lease_ttl
         await self.lease.run()
-
-    # --- desired state
-    async def _follow(self) -> None:
-        pause = 0.1
-        while True:
-            try:
-                revision, kvs = await self.cp.snapshot(SERVICES)
-                self.desired = {spec.name: spec for spec in map(self._parse, kvs) if spec is not None}
-                self._synced.set()
-                self._dirty.set()
-                pause = 0.1
-                watch = self.cp.watch(SERVICES, revision + 1)
-                try:
-                    async for event in watch:
-                        self._apply(event.type, event.kv)
-                finally:
-                    aclose = getattr(watch, "aclose", None)
-                    if aclose is not None:
-                        await aclose()
-                log.info("the services watch ended; reading the services again")
-            except CompactedError as exc:
-                log.info("services watch fell behind compaction (%s); reading a fresh snapshot", exc)
-            except Exception as exc:
-                log.warning("cannot follow services (%s); instances keep running; retrying in %.1f s", exc, pause)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 2.0)
-
-    def _apply(self, kind: EventType, kv: KeyValue) -> None:
-        name = kv.key.decode()[len(SERVICES) :]
-        if kind is EventType.DELETE:
-            self.desired.pop(name, None)
-        else:
-            spec = self._parse(kv)
-            if spec is not None:
-                self.desired[spec.name] = spec
-        self._dirty.set()
-
-    @staticmethod
-    def _parse(kv: KeyValue) -> ServiceSpec | None:
-        try:
-            return ServiceSpec.model_validate_json(kv.value)
-        except ValueError as exc:
-            log.error("ignoring invalid service spec at %s: %s", kv.key.decode(errors="replace"), exc)
-            return None
 
     def _lease_ttl(self) -> float:
         return min((s.lease_ttl for s in self.desired.values()), default=DEFAULT_TTL)
@@ -189,7 +148,7 @@ class Agent:
 
     # --- reconciliation
     async def _reconcile_loop(self, tg: asyncio.TaskGroup) -> None:
-        await self._synced.wait()
+        await self.follower.synced.wait()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._dirty.wait(), RECONCILE_EVERY)
