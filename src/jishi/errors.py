@@ -12,12 +12,18 @@
     ├── NotFoundError               a named service, instance, route or key does not exist
     ├── ControlPlaneError           the control plane answered with an error (carries code and status)
     │   └── ControlPlaneUnavailable the control plane could not be reached
-    └── ProcessError                a supervised process could not be started or stopped
+    ├── ProcessError                a supervised process could not be started or stopped
+    └── ServiceCallError            a call through `jishi.client` failed; names the service and every attempt
+        ├── ServiceUnavailable      no instance of the service is in rotation (or every one's breaker is open)
+        └── CallRejected            the client's own bulkhead refused the call (too many calls in flight)
 
 Every error carries a human message; those that cross the API also carry a stable machine `code`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
 
 
 class JishiError(Exception):
@@ -104,3 +110,36 @@ class ControlPlaneUnavailable(ControlPlaneError):
 
 class ProcessError(JishiError):
     code = "process_error"
+
+
+class Attempt(NamedTuple):
+    """One try of a service call: which instance, where, and why it failed ("" when it succeeded)."""
+
+    instance: str
+    address: str
+    error: str = ""
+    status: int | None = None  # the HTTP status it answered, if it answered
+
+    def __str__(self) -> str:
+        return f"{self.instance} ({self.address}): {self.error or 'ok'}"
+
+
+class ServiceCallError(JishiError):
+    """A call to a service failed. `attempts` lists every try (instance, address, why), oldest first."""
+
+    code = "service_call_failed"
+
+    def __init__(self, message: str, *, service: str, attempts: Sequence[Attempt] = ()) -> None:
+        self.service = service
+        self.attempts = tuple(attempts)
+        if self.attempts:
+            message += "; tried " + "; ".join(str(a) for a in self.attempts)
+        super().__init__(message)
+
+
+class ServiceUnavailable(ServiceCallError):
+    code = "service_unavailable"
+
+
+class CallRejected(ServiceCallError):
+    code = "call_rejected"
