@@ -69,7 +69,7 @@ class CompactedError(StoreError):
 
     def __init__(self, requested: int, compact_revision: int) -> None:
         self.requested, self.compact_revision = requested, compact_revision
-        super().__init__(f"revision {requested} was compacted; the oldest available revision is {compact_revision + 1}")
+        super().__init__(f"revision {requested} was compacted; the oldest available revision is {compact_revision}")
 
 
 class FutureRevisionError(StoreError):

@@ -195,8 +195,8 @@ async def test_watch_from_a_compacted_revision_is_410(store: SqliteStore, cp: Ht
         await cp.kv_put(f"k{i}", "v")
     await store.compact(3)
     with pytest.raises(CompactedError) as info:
-        await anext(cp.watch("/jishi/kv/", 1))  # type: ignore[arg-type]
-    assert info.value.compact_revision == 3
+        await anext(cp.watch("/jishi/kv/", 2))  # type: ignore[arg-type]
+    assert (info.value.requested, info.value.compact_revision) == (2, 3)
 
 
 async def test_openapi_lists_every_path_with_tags(http: httpx.AsyncClient) -> None:

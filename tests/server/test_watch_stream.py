@@ -168,3 +168,20 @@ async def test_compactor_keeps_only_recent_history_and_watchers_get_compacted(tm
         assert [kv.value for kv in await registry.kv_get("k11")] == [b"11"]
     finally:
         await store.close()
+
+
+async def test_a_watch_from_the_compact_revision_itself_streams_over_http(running: Running) -> None:
+    """After compact(r) the HTTP watch from r replays r and what follows (etcd's boundary); from r - 1 it is 410."""
+    cp, store = running.cp, running.server.registry.store
+    for i in range(4):
+        await cp.kv_put(f"k{i}", str(i))
+    await cp.kv_delete("k1")  # revision 5
+    await cp.kv_put("k4", "4")
+    await store.compact(5)
+    with pytest.raises(CompactedError):
+        await anext(cp.watch("/jishi/kv/", 4))  # type: ignore[arg-type]
+    seen = await _collect(cp.watch("/jishi/kv/", 5), 2)
+    assert [(e.type, e.kv.key, e.kv.mod_revision) for e in seen] == [
+        (EventType.DELETE, b"/jishi/kv/k1", 5),
+        (EventType.PUT, b"/jishi/kv/k4", 6),
+    ]

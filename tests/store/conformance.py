@@ -397,19 +397,35 @@ class StoreConformance:
         await key_watch.aclose()  # type: ignore[attr-defined]
         await prefix_watch.aclose()  # type: ignore[attr-defined]
 
-    async def test_watch_below_compaction_is_refused(self, store: Store) -> None:
-        """After compact(r), a watch from r or earlier raises CompactedError; from r+1 it replays the rest."""
-        for i in range(10):
-            await store.put(b"/c", b"%d" % i)
+    async def test_watch_from_the_compact_revision_is_allowed_below_it_refused(self, store: Store) -> None:
+        """etcd's boundary: after compact(r) a watch from r replays r on, deletions at r too; below r: Compacted."""
+        for i in range(5):
+            await store.put(b"/c", b"%d" % i)  # revisions 1-5
+        await store.txn([], [Delete(b"/c"), Put(b"/d", b"x")])  # revision 6: a deletion and a put
+        for i in range(4):
+            await store.put(b"/c", b"%d" % (i + 6))  # revisions 7-10
         await store.compact(6)
         assert store.compact_revision == 6
         with pytest.raises(CompactedError) as info:
-            await anext(store.watch(b"/c", start_revision=3))
-        assert info.value.compact_revision == 6
+            await anext(store.watch(b"/c", start_revision=3))  # type: ignore[call-overload]
+        assert (info.value.requested, info.value.compact_revision) == (3, 6)
+        assert "the oldest available revision is 6" in str(info.value)
         with pytest.raises(CompactedError):
-            await anext(store.watch(b"/c", start_revision=6))
-        watch = store.watch(b"/c", start_revision=7)
-        assert [e.kv.mod_revision for e in await take(watch, 4)] == [7, 8, 9, 10]
+            await anext(store.watch(b"/", prefix=True, start_revision=5))  # type: ignore[call-overload]
+        watch = store.watch(b"/", prefix=True, start_revision=6)
+        events = await take(watch, 6)
+        assert [(e.type, e.kv.key, e.kv.mod_revision) for e in events[:2]] == [
+            (EventType.DELETE, b"/c", 6),
+            (EventType.PUT, b"/d", 6),
+        ]
+        assert [e.kv.mod_revision for e in events[2:]] == [7, 8, 9, 10]
+        await watch.aclose()  # type: ignore[attr-defined]
+        assert (await store.get(b"/", prefix=True, revision=6)).kvs == [KeyValue(b"/d", b"x", 6, 6, 1)]
+        await store.compact(8)  # the next compaction forgets the deletion at 6
+        with pytest.raises(CompactedError):
+            await anext(store.watch(b"/", prefix=True, start_revision=7))  # type: ignore[call-overload]
+        watch = store.watch(b"/", prefix=True, start_revision=8)
+        assert [e.kv.mod_revision for e in await take(watch, 3)] == [8, 9, 10]
         await watch.aclose()  # type: ignore[attr-defined]
 
     # ---- compaction --------------------------------------------------------------------------------------

@@ -79,7 +79,7 @@ async def watch(
     if start_revision == 0:
         start_revision = await registry.revision() + 1
     compacted = registry.store.compact_revision
-    if start_revision <= compacted:
+    if start_revision < compacted:  # as in the store (and etcd): the compact revision itself can be watched
         raise CompactedError(start_revision, compacted)
     return StreamingResponse(
         streams.lines(prefix, start_revision),

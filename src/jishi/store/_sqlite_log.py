@@ -8,8 +8,8 @@ Layout (in the spirit of k3s's kine):
              the row this one supersedes in the same life of the key (0 for a create), which gives `prev_kv`.
     current  (key → id of its latest live log row): a derived index of the current state, maintained in the same
              transaction as every log insert, so that reads at the head revision touch only live rows.
-    meta     (name → integer): `revision` (the global revision, kept here because compaction may remove the
-             newest tombstone), `compact_revision`, `lease_high_water`.
+    meta     (name → integer): `revision` (the global revision, kept here so that it never depends on which log rows
+             compaction keeps), `compact_revision`, `lease_high_water`.
     leases   (id, ttl): live leases. Deadlines are not stored: on open every lease restarts its full TTL.
 
 State at a past revision R is, for every key, its newest log row with rev ≤ R, unless that row is a tombstone.
@@ -151,16 +151,17 @@ def history(conn: sqlite3.Connection, key: bytes, prefix: bool, after: int, upto
 
 
 def compact(conn: sqlite3.Connection, revision: int) -> int:
-    """Delete history no read at or after `revision` needs; returns the number of log rows removed.
+    """Delete history no read or watch at or after `revision` needs; returns the number of log rows removed.
 
-    Kept: for every key, its newest row at or below `revision` (unless a tombstone) and every later row.
+    Kept: every row at `revision` or later — tombstones included, so that a watch from `revision` sees the
+    deletions made at it, as etcd keeps them — and, below `revision`, each key's newest row unless a tombstone.
     """
     superseded = conn.execute(
         "DELETE FROM log WHERE rev < ?1"
         " AND EXISTS (SELECT 1 FROM log n WHERE n.key = log.key AND n.rev > log.rev AND n.rev <= ?1)",
         (revision,),
     ).rowcount
-    tombstones = conn.execute("DELETE FROM log WHERE rev <= ? AND deleted = 1", (revision,)).rowcount
+    tombstones = conn.execute("DELETE FROM log WHERE rev < ? AND deleted = 1", (revision,)).rowcount
     return superseded + tombstones
 
 

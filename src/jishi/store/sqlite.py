@@ -299,6 +299,9 @@ class SqliteStore(Store):
         """History from `start_revision` (0: the revision after the current one, as of this call — so nothing
         written after `watch()` returns is missed, even before the first `anext`), then live events.
 
+        After `compact(r)` a watch may start at `r` or later, and one from below `r` raises CompactedError — as in
+        etcd, whose watch refuses only `start_revision < compact_revision`, and which keeps every change made at
+        the compact revision (deletions too) so that a watch from it misses nothing.
         A watcher that falls more than `watch_queue_size` revisions behind catches up from the log transparently;
         if the log it needs was compacted meanwhile it raises CompactedError. Closing the store ends every watch
         with StoreError, naming the revision to resume from."""
@@ -309,7 +312,7 @@ class SqliteStore(Store):
 
     async def _follow(self, key: bytes, prefix: bool, start: int) -> AsyncIterator[Event]:
         self._check_open()
-        if start <= self._compact_revision:
+        if start < self._compact_revision:  # etcd's rule: the compact revision itself can still be watched
             raise CompactedError(start, self._compact_revision)
         watcher = self._hub.register(key, prefix)
         last = start - 1  # the last revision delivered
@@ -324,7 +327,7 @@ class SqliteStore(Store):
                     while last < self._revision:
                         if watcher.closed:
                             break
-                        if last < self._compact_revision:
+                        if last + 1 < self._compact_revision:
                             raise CompactedError(last + 1, self._compact_revision)
                         upto = min(self._revision, last + HISTORY_PAGE)
                         for event in sql.history(self._conn, key, prefix, last, upto):
