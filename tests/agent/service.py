@@ -1,7 +1,8 @@
 """A tiny HTTP service for agent tests: GET /healthz and /whoami on $PORT.
 
 Behaviour switches (env): CRASH=1 exits with status 3 at once; IGNORE_TERM=1 ignores SIGTERM;
-HEALTH_STATUS=<code> answers /healthz with that status; PID_DIR=<dir> makes it create <dir>/<pid> at start.
+HEALTH_STATUS=<code> answers /healthz with that status; HEALTH_FAIL_FILE=<path> answers /healthz with 500
+while that file exists; PID_DIR=<dir> makes it create <dir>/<pid> at start.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == "/healthz":
             status, body = int(os.environ.get("HEALTH_STATUS", "200")), {"ok": True}
+            if os.path.exists(os.environ.get("HEALTH_FAIL_FILE", "/nonexistent")):
+                status = 500
         elif self.path == "/whoami":
             status = 200
             body = {

@@ -66,3 +66,19 @@ def test_thresholds_below_one_are_refused() -> None:
     """rise or fall of 0 is a programming error and raises."""
     with pytest.raises(ValueError, match="at least 1"):
         HealthMachine(0, 1)
+
+
+def test_retuned_keeps_the_state_and_applies_the_new_thresholds() -> None:
+    """New rise/fall on a passing instance: still passing, and the new fall decides when it goes critical."""
+    m = HealthMachine(rise=1, fall=5)
+    m.observe(Outcome.PASS, 1.0)
+    assert m.state is State.PASSING
+    m.observe(Outcome.FAIL, 2.0)
+    tuned = m.retuned(HealthCheckSpec(rise=3, fall=2))
+    assert (tuned.state, tuned.rise, tuned.fall, tuned.since) == (State.PASSING, 3, 2, 1.0)
+    t = tuned.observe(Outcome.FAIL, 3.0)  # the second failure in a row: fall=2 is met
+    assert t is not None and t.new is State.CRITICAL
+    assert tuned.observe(Outcome.PASS, 4.0) is None
+    assert tuned.observe(Outcome.PASS, 5.0) is None
+    t = tuned.observe(Outcome.PASS, 6.0)  # rise=3
+    assert t is not None and t.new is State.PASSING

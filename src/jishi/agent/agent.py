@@ -93,7 +93,7 @@ class Agent:
         self._clock, self._wall = clock, wall
         self.ports = PortAllocator(host)
         self.groups = GroupLedger(self.data_dir / "instances.json")
-        self.lease = LeaseKeeper(cp, self._lease_ttl, self._lease_granted)
+        self.lease = LeaseKeeper(cp, self._lease_ttl, self._lease_granted, moved=self._records_moved)
         self.registrar = Registrar(cp, self.lease)
         self.slots: dict[tuple[str, int], Supervisor] = {}
         self._tasks: dict[Supervisor, asyncio.Task[None]] = {}
@@ -146,6 +146,9 @@ class Agent:
         self.registrar.relink()
         self.ready.set()
 
+    async def _records_moved(self, within: float) -> bool:
+        return await self.registrar.settled_all(within)
+
     # --- reconciliation
     async def _reconcile_loop(self, tg: asyncio.TaskGroup) -> None:
         await self.follower.synced.wait()
@@ -157,6 +160,7 @@ class Agent:
 
     def reconcile(self, tg: asyncio.TaskGroup) -> None:
         """One round: compare desired with the slots and carry out the plan."""
+        self.lease.retune()
         revisions = {name: revision_of(spec) for name, spec in self.desired.items()}
         desired = {name: Desired(spec.instances, revisions[name]) for name, spec in self.desired.items()}
         for (service, _), sup in self.slots.items():

@@ -8,6 +8,10 @@ disappears, the control plane drops them all after the TTL. If the lease is lost
 control plane was down longer than the TTL, say — the keeper grants a new one and calls `on_granted`, which
 re-registers everything. While the control plane is unreachable the keeper only logs and retries; the
 instances keep running.
+
+When the wanted TTL changes (the smallest `lease_ttl` of the services), the keeper moves to a new lease: it
+grants one with the new TTL, calls `on_granted` (everything registers again under it), waits briefly until
+`moved` says the records are across, and revokes the old lease.
 """
 
 from __future__ import annotations
@@ -41,9 +45,11 @@ class LeaseKeeper:
         ttl: Callable[[], float],
         on_granted: Callable[[int], Awaitable[None]],
         *,
+        moved: Callable[[float], Awaitable[object]] | None = None,
         retry: float = 0.5,
     ) -> None:
         self._cp, self._ttl, self._on_granted, self._retry = cp, ttl, on_granted, retry
+        self._moved = moved  # waits up to the given seconds until every record hangs on the current lease
         self.lease_id: int | None = None
         self.ttl = 0.0
         self._unreachable = False  # the last call failed: log the next failures quietly until one succeeds
@@ -63,6 +69,11 @@ class LeaseKeeper:
             log.warning("lease %x is gone; granting a new one and registering every instance again", lease_id)
             self._lost()
 
+    def retune(self) -> None:
+        """The wanted TTL may have changed: if it has, move to a new lease now rather than at the next keep-alive."""
+        if self.lease_id is not None and self._ttl() != self.ttl:
+            self._wake.set()
+
     def _lost(self) -> None:
         self.lease_id = None
         self._ready.clear()
@@ -75,8 +86,9 @@ class LeaseKeeper:
                 continue
             await self._sleep(self._pause)
             lease_id = self.lease_id
-            if lease_id is not None:
-                self._pause = await self._renew(lease_id)
+            if lease_id is None or (self._ttl() != self.ttl and await self._switch(lease_id)):
+                continue
+            self._pause = await self._renew(lease_id)
 
     async def _renew(self, lease_id: int) -> float:
         """One keep-alive of at most TTL/3; returns the pause before the next one (0: retry at once)."""
@@ -94,6 +106,29 @@ class LeaseKeeper:
             return min(self._retry, self.ttl / 6)
         self._recovered()
         return limit
+
+    async def _switch(self, old: int) -> bool:
+        """Move from lease `old` to a new one with the wanted TTL; False (old lease kept) if none is granted."""
+        ttl, old_ttl = self._ttl(), self.ttl
+        try:
+            new = await asyncio.wait_for(self._cp.grant_lease(ttl), old_ttl / 3)
+        except Exception as exc:
+            reason = str(exc) or "no answer"
+            self._failed("cannot grant a lease of %.1f s to replace lease %x (%s); keeping it", ttl, old, reason)
+            return False
+        self._recovered()
+        log.info("lease TTL changes from %.1f s to %.1f s: moving from lease %x to %x", old_ttl, ttl, old, new)
+        self.lease_id, self.ttl, self._pause = new, ttl, ttl / 3
+        await self._on_granted(new)
+        self._ready.set()
+        if self._moved is not None:
+            await self._moved(min(ttl, old_ttl) / 3)
+        try:
+            await asyncio.wait_for(self._cp.revoke_lease(old), ttl / 3)
+        except Exception as exc:
+            if not lease_gone(exc):
+                log.warning("could not revoke lease %x (%s); it expires after %.1f s", old, exc, old_ttl)
+        return True
 
     async def _grant(self) -> None:
         ttl = self._ttl()

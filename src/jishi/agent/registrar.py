@@ -92,6 +92,17 @@ class Registrar:
                 await asyncio.wait_for(self._progress.wait_for(lambda: self.synced(service, instance_id)), within)
         return self.synced(service, instance_id)
 
+    def _all_synced(self) -> bool:
+        agent_done = self._agent is None or self._agent_synced
+        return agent_done and all(v == self._have.get(k) for k, v in self._want.items())
+
+    async def settled_all(self, within: float) -> bool:
+        """Wait until the control plane holds every record as published; False on timeout."""
+        async with self._progress:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait_for(self._all_synced), within)
+        return self._all_synced()
+
     async def run(self) -> None:
         pause = self._retry
         while True:
@@ -126,6 +137,8 @@ class Registrar:
             except _Preempted:
                 continue  # the withdrawal goes now, this one again after it
             except Exception as exc:
+                if self._lease.lease_id != lease_id:  # a new lease meanwhile: everything goes again under it
+                    return ok
                 ok = False
                 if lease_gone(exc):
                     self._lease.invalidate(lease_id)
@@ -133,11 +146,20 @@ class Registrar:
                 reason = str(exc) or type(exc).__name__
                 what = "the agent record" if key == AGENT else "instance {}/{}".format(*key)
                 self._failed("could not update %s on the control plane (%s); retrying", what, reason)
+            if self._lease.lease_id != lease_id:  # a new lease meanwhile: this went to the old one
+                self._forget(key)
+                return ok
             tried.add(key)
         for key in [k for k, v in self._want.items() if v is None and self._have.get(k) is None]:
             del self._want[key]
             self._have.pop(key, None)
         return ok
+
+    def _forget(self, key: Key) -> None:
+        if key == AGENT:
+            self._agent_synced = False
+        else:
+            self._have[key] = None
 
     def _pick(self, tried: set[Key]) -> Key | None:
         """The next update to push: withdrawals first, then registrations and changes, then the agent record."""

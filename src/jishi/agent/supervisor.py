@@ -17,7 +17,6 @@ stalls it. Cancelling `run()` kills the process group at once: the slot never le
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import signal
@@ -68,12 +67,14 @@ class Supervisor:
         self._on_change, self._groups, self._clock, self._wall = on_change, groups, clock, wall
         self.lifecycle = Lifecycle()
         self.backoff = RestartBackoff(spec.restart)
+        self.health: HealthMachine | None = None  # of the running process
         self.restarts = 0
         self.record: Instance | None = None  # what is published for the running process
         self.pid: int | None = None
         self._stop = False
         self._next: tuple[ServiceSpec, str] | None = None  # a pending replacement: spec and its revision
         self._request = asyncio.Event()
+        self._retuned = asyncio.Event()  # a new restart policy: a backoff pause under way is capped anew
 
     # --- commands from the agent (return at once; the slot's task carries them out)
     def stop(self) -> None:
@@ -85,15 +86,22 @@ class Supervisor:
         self._request.set()
 
     def update(self, spec: ServiceSpec) -> None:
-        """A change that needs no new process (weight, backup, checks, timeouts): apply it in place."""
+        """A change that needs no new process (weight, backup, checks, restart policy): apply it in place."""
         if spec == self.spec:
             return
-        self.spec = spec
+        old, self.spec = self.spec, spec
+        check = spec.health_check
+        if self.health is not None and (check.rise, check.fall) != (self.health.rise, self.health.fall):
+            self.health = self.health.retuned(check)
+        if spec.restart != old.restart:
+            b = self.backoff
+            self.backoff = RestartBackoff(spec.restart, crashes=b.crashes, healthy_since=b.healthy_since)
+            self._retuned.set()
         if self.record is not None:
             self._publish(
                 weight=spec.weight,
                 backup=spec.backup,
-                deregister_critical_after=spec.health_check.deregister_critical_after,
+                deregister_critical_after=check.deregister_critical_after,
             )
 
     def view(self) -> Slot:
@@ -181,17 +189,17 @@ class Supervisor:
         return False
 
     async def _check_loop(self, proc: asyncio.subprocess.Process) -> None:
-        machine = HealthMachine.from_spec(self.spec.health_check)
+        self.health = HealthMachine.from_spec(self.spec.health_check)
         first_pass_seen = False
         while proc.returncode is None:
             assert self.record is not None
             outcome, output = await probe(self.spec.health_check, self.host, self.record.port)
             if proc.returncode is not None:
                 return
-            transition = machine.observe(outcome, self._clock(), output)
+            transition = self.health.observe(outcome, self._clock(), output)  # rise/fall of the current spec
             if transition is not None:
                 self._health_changed(transition)
-            first_pass_seen = first_pass_seen or machine.in_rotation
+            first_pass_seen = first_pass_seen or self.health.in_rotation
             await asyncio.sleep(self.spec.health_check.interval if first_pass_seen else FAST_CHECK)
 
     def _health_changed(self, t: Transition) -> None:
@@ -240,12 +248,23 @@ class Supervisor:
         """The process and its whole group are gone (SIGKILLed): forget them."""
         if self._groups is not None:
             self._groups.remove(self.instance_id)
-        self.pid, self.record = None, None
+        self.pid, self.record, self.health = None, None, None
 
     async def _pause(self, seconds: float) -> None:
-        """Wait out a backoff delay; a stop or replacement request ends it early."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._request.wait(), seconds)
+        """Wait out a backoff delay; a stop or replacement ends it early, a new restart policy caps what is left
+        at its max_delay."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while not self._request.is_set() and (left := deadline - loop.time()) > 0:
+            self._retuned.clear()
+            waiters = [asyncio.ensure_future(self._request.wait()), asyncio.ensure_future(self._retuned.wait())]
+            try:
+                await asyncio.wait(waiters, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+            if self._retuned.is_set():
+                deadline = min(deadline, loop.time() + self.backoff.policy.max_delay)
 
     def _publish(self, **changes: object) -> None:
         if self.record is not None:

@@ -91,6 +91,12 @@ class HealthMachine:
     def from_spec(cls, spec: HealthSpec) -> HealthMachine:
         return cls(spec.rise, spec.fall)
 
+    def retuned(self, spec: HealthSpec) -> HealthMachine:
+        """A machine with the thresholds of `spec` that keeps this one's state, streaks and last transition."""
+        machine = HealthMachine.from_spec(spec)
+        machine.state, machine.oks, machine.fails, machine.since = self.state, self.oks, self.fails, self.since
+        return machine
+
     def observe(self, outcome: Outcome, now: float, output: str = "") -> Transition | None:
         """Record one check result taken at `now`; returns the transition it caused, if any."""
         if outcome is Outcome.FAIL:
