@@ -177,3 +177,60 @@ async def test_absolute_form_target_and_chunked_body_are_forwarded_in_origin_for
         b"X-Forwarded-Proto: http\r\nTransfer-Encoding: chunked\r\nX-Forwarded-Host: h.test\r\n\r\n"
         b"3\r\nabc\r\n0\r\n\r\n"
     )
+
+
+XF = b"X-Forwarded-For: 10.1.2.3\r\nX-Real-IP: 10.1.2.3\r\nX-Forwarded-Proto: http\r\n"
+FWD = XF + b"X-Forwarded-Host: h\r\n"
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+def dechunk(body: bytes) -> bytes:
+    """The data of a chunked body, which must end with its last chunk."""
+    data = b""
+    while True:
+        size, _, body = body.partition(b"\r\n")
+        n = int(size, 16)
+        if n == 0:
+            assert body == b"\r\n"
+            return data
+        data, body = data + body[:n], body[n + 2 :]
+
+
+def feed(pair: Pair, data: bytes, *, step: int = 0) -> None:
+    """Deliver `data` to the client side in one read, or `step` bytes per read."""
+    if not step:
+        pair.client.data_received(data)
+        return
+    for i in range(0, len(data), step):
+        pair.client.data_received(data[i : i + step])
+
+
+@pytest.mark.parametrize("step", [0, 1, 7])
+async def test_pipelined_requests_after_bodies_are_found_in_any_read_split(pair: Pair, step: int) -> None:
+    """A Content-Length body, a chunked body and empty lines between requests, split anyhow: each head is exact."""
+    feed(
+        pair,
+        b"POST /api/a HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello"
+        b"POST /api/b HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+        b"\r\nGET /api/c HTTP/1.1\r\nHost: h\r\n\r\n",
+        step=step,
+    )
+    assert pair.up.take() == b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n" + FWD + b"\r\nhello"
+    pair.respond(OK)
+    head, _, body = pair.up.take().partition(b"\r\n\r\n")
+    assert head == b"POST /b HTTP/1.1\r\nHost: h\r\n" + XF + b"Transfer-Encoding: chunked\r\nX-Forwarded-Host: h"
+    assert dechunk(body) == b"abc"  # (re-chunked as it arrived: one chunk per read)
+    pair.respond(OK)
+    assert pair.up.take() == b"GET /c HTTP/1.1\r\nHost: h\r\n" + FWD + b"\r\n"
+    assert pair.respond(OK) == OK
+
+
+async def test_request_text_inside_a_chunked_body_stays_body(pair: Pair) -> None:
+    """Chunk data holding CRLF CRLF and a request line is forwarded as data, never taken for a request."""
+    inner = b"x\r\n\r\nGET /api/evil HTTP/1.1\r\nHost: h\r\n\r\n"
+    feed(pair, b"POST /api/a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n")
+    feed(pair, b"%x\r\n%s\r\n0\r\n\r\n" % (len(inner), inner))
+    head, _, body = pair.up.take().partition(b"\r\n\r\n")
+    assert head.startswith(b"POST /a ") and dechunk(body) == inner
+    assert pair.respond(OK) == OK
+    assert pair.up.take() == b""
