@@ -32,7 +32,7 @@ __all__ = ["Registrar"]
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (service, instance id)
-AGENT: Key = ("", "")  # the agent's own record, pushed after the withdrawals
+AGENT: Key = ("", "")  # the agent's own record, pushed right after the withdrawals
 CALL_TIMEOUT = 1.0  # seconds one instance's update may take before it is abandoned and retried
 _MUTABLE = {"health", "health_output", "health_since", "draining"}
 
@@ -162,15 +162,14 @@ class Registrar:
             self._have[key] = None
 
     def _pick(self, tried: set[Key]) -> Key | None:
-        """The next update to push: withdrawals first, then registrations and changes, then the agent record."""
+        """The next update to push: withdrawals first, then the agent record, then registrations and changes."""
         self._urgent.clear()
         pending = [k for k, v in self._want.items() if v != self._have.get(k) and k not in tried]
         withdrawals = [k for k in pending if self._want[k] is None]
-        if withdrawals or pending:
-            return (withdrawals or pending)[0]
         if self._agent is not None and not self._agent_synced and AGENT not in tried:
-            return AGENT
-        return None
+            withdrawals.append(AGENT)
+        first = withdrawals or pending
+        return first[0] if first else None
 
     async def _bounded(self, call: Coroutine[object, object, None], *, preemptible: bool) -> None:
         """Run one update for at most `timeout` s; raises _Preempted if a withdrawal arrives first (preemptible)."""
