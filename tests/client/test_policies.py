@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 from client_harness import eventually
 
 from jishi.client import Client, FailbackPolicy, ServiceCallError, ServiceDirectory, Strategy, is_empty
-from jishi.core.resilience import RetryBudget, RetryPolicy
+from jishi.core.resilience import Bulkhead, RetryBudget, RetryPolicy
 from jishi.registry import Health, Instance, Registry
 
 FAST_RETRY = RetryPolicy(max_attempts=3, base=0.001, cap=0.002)
@@ -76,3 +78,20 @@ async def test_failback_queue_is_bounded(registry: Registry, directory: ServiceD
             assert is_empty(await client.post("/audit"))
         assert client.failback.pending == 2 and client.failback.dropped == 1
     assert client.failback.pending == 0  # dropped at close, logged
+
+
+async def test_bulkhead_queues_then_rejects(registry: Registry, directory: ServiceDirectory) -> None:
+    """One slot and a queue of one: the second call waits for the slot, the third is refused."""
+    await register(registry, directory, 1001)
+    gate = asyncio.Event()
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        await gate.wait()
+        return httpx.Response(200)
+
+    async with Client(directory, "svc", bulkhead=Bulkhead(1, 1, 5.0), transport=httpx.MockTransport(handle)) as client:
+        calls = [asyncio.create_task(client.get(f"/{i}")) for i in range(3)]
+        await eventually(lambda: any(c.done() for c in calls))
+        gate.set()
+        results = await asyncio.gather(*calls, return_exceptions=True)
+    assert [type(r).__name__ for r in results] == ["Response", "Response", "CallRejected"]
