@@ -11,7 +11,6 @@ never reached the instance); anything else only for a `safe` call (an idempotent
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -100,10 +99,6 @@ class Sender:
         started = self.clock()
         try:
             response = await self.http.request(call.method, url, timeout=self.timeout, **call.kwargs)
-        except asyncio.CancelledError:
-            if breaker is not None:
-                breaker.release(self.clock())
-            raise
         except httpx.TransportError as exc:
             now = self.clock()
             if breaker is not None:
@@ -117,6 +112,10 @@ class Sender:
             call.attempts.append(attempt)
             log.info("%s: %s on %s failed: %s", self.service, call.what, peer.key, reason)
             raise TryFailed(attempt, retryable=connect or call.safe) from exc
+        except BaseException:  # cancelled (a hedge or fork lost), or a misuse error: the outcome does not count
+            if breaker is not None:
+                breaker.release(self.clock())
+            raise
         now = self.clock()
         if response.status_code in self.failure_statuses:
             if breaker is not None:
