@@ -3,12 +3,13 @@
 Theory of operation
 -------------------
 `await limiter.acquire(key, n)` asks Redis once: EVALSHA of the limit's Lua script (`_scripts.py`), which reads
-Redis's clock, decides, and writes the key atomically, so any number of gateway workers on any number of hosts
-share one exact limit. The call is bounded by `timeout` (20 ms by default). An error or a timeout takes the link
-DOWN (`_link.py`): for `cooldown` seconds every decision is made at once by a local limiter of the same kind with
-`1/workers` of the limit (`Limit.local`), one per key, without touching the network; then one call probes Redis
-again and, when it answers, decisions are shared again. Every fallback and recovery is logged and counted in
-`stats`. Local state is kept per worker and not carried into Redis or back.
+Redis's clock, decides, and writes the key atomically, so any number of gateway workers on any number of hosts share
+one exact limit. Concurrent decisions share pipelined round trips (`_batch.py`). The call is bounded by `timeout`
+(20 ms by default). An error or a timeout takes the link DOWN (`_link.py`): for `cooldown` seconds every decision is
+made at once by a local limiter of the same kind with `1/workers` of the limit (`Limit.local`), one per key, without
+touching the network; then one call probes Redis again and, when it answers, decisions are shared again. Every
+fallback and recovery is logged and counted in `stats`. Local state is kept per worker and not carried into Redis or
+back.
 
 In shadow mode (`shadow=True`) the decision is made and reported exactly the same way — `Verdict.shadowed` is
 set, `stats.shadow_rejected` counts, a log line (at most one a second, with the count) names the key — but the
@@ -35,6 +36,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from jishi.core.resilience import GCRA, KeyedLimiter, RateLimiter, TokenBucket
+from jishi.ratelimit._batch import Batcher
 from jishi.ratelimit._limit import Limit
 from jishi.ratelimit._link import Link, LinkState
 from jishi.ratelimit._scripts import SCRIPTS
@@ -98,6 +100,7 @@ class RedisLimiter:
         self.stats = LimiterStats()
         self._client = client
         self._owns_client = owns_client
+        self._batcher = Batcher(client, timeout)
         self._script = SCRIPTS[limit.algorithm]
         self._args = limit.script_args()
         self._key_prefix = f"{prefix}{name}:"
@@ -151,8 +154,8 @@ class RedisLimiter:
         settled = False
         try:
             async with asyncio.timeout(self.timeout):
-                reply = await self._script(
-                    self._client, (self._key_prefix + key,), ("" if now is None else now, n, *self._args)
+                reply = await self._batcher.call(
+                    self._script, (self._key_prefix + key,), ("" if now is None else now, n, *self._args)
                 )
             settled = True
         except (RedisError, OSError, TimeoutError) as exc:
@@ -207,7 +210,8 @@ class RedisLimiter:
             self._shadow_unlogged = 0
 
     async def aclose(self) -> None:
-        """Close the Redis client if this limiter made it."""
+        """Stop the round trips in flight, and close the Redis client if this limiter made it."""
+        await self._batcher.aclose()
         if self._owns_client:
             await self._client.aclose()
 
