@@ -44,7 +44,7 @@ async def test_redis_stopped_mid_run_falls_back_locally_and_returns(redis_server
         assert sum(v.allowed for v in verdicts) == 5  # the local share: burst 10 / 2 workers
         assert limiter.link_state is LinkState.DOWN
         assert limiter.stats.fallbacks == 1 and limiter.stats.redis_errors == 1
-        assert max(costs[1:]) < 0.001, costs  # while DOWN, a decision does not touch the network
+        assert max(costs[1:]) < 0.01, costs  # while DOWN, no decision waits on the network (a timeout is 20 ms)
 
         redis_server.start()
         await _until_redis(limiter, "other")
@@ -70,7 +70,7 @@ async def test_hung_redis_costs_one_timeout_then_nothing(redis_server: RedisServ
         assert 0.015 <= waited < 0.1, waited
         started = time.perf_counter()
         rest = [await limiter.acquire("k") for _ in range(20)]
-        assert time.perf_counter() - started < 0.01
+        assert time.perf_counter() - started < 0.1  # 20 timeouts would take 0.4 s
         assert {v.source for v in rest} == {"local"}
         assert sum(v.allowed for v in [first, *rest]) == 10  # workers=1: the whole limit, locally
         assert limiter.stats.redis_errors == 1

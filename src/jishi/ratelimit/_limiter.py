@@ -195,7 +195,7 @@ class RedisLimiter:
     def _report_shadow(self, key: str, verdict: Verdict) -> None:
         self.stats.shadow_rejected += 1
         self._shadow_unlogged += 1
-        t = time.monotonic()
+        t = self._clock()
         if t - self._shadow_logged_at >= 1.0:
             logger.info(
                 "rate limit %r (shadow): would refuse key %r (retry after %.3f s, %s); %d would-be refusals since "
