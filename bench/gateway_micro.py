@@ -1,15 +1,17 @@
 """Microbenchmark: the gateway's Python cost per proxied request, with in-memory transports.
 
     uv run python bench/gateway_micro.py [--requests 30000] [--repeat 9] [--kind wrk|browser|chunked]
-                                         [--vary] [--no-access-log] [--profile]
+                                         [--response hello|server] [--vary] [--no-access-log] [--profile]
 
 No sockets and no other processes: a `Proxy` with a real routing table (one route, two instances) drives
 real `ClientConnection`s and pooled `UpstreamConnection`s whose transports are in-memory fakes. Each request
 is one `data_received` on a client connection (the request bytes as a client sends them) and one on the
-instance connection that got the proxied request (a fixed response). Everything the gateway does per request
-runs: parsing both ways, routing, smooth weighted round-robin, the pool, head building, the access log
-(flushed every 1000 requests, to a temporary file). The kernel's share (syscalls, the event loop waiting) is
-not in this number; `bench/gateway.py` measures the whole process against nginx.
+instance connection that got the proxied request (its response). With `--vary` no two requests and no two
+responses are alike (one header value differs), so nothing is served from a cache of recently seen heads.
+Everything the gateway does per request runs: parsing both ways, routing, smooth weighted round-robin, the
+pool, head building, the access log (flushed every 1000 requests, to a temporary file). The kernel's share
+(syscalls, the event loop waiting) is not in this number; `bench/gateway.py` measures the whole process
+against nginx.
 
 Prints the best of `--repeat` runs as CPU µs per request (process time, not wall time: the machine is
 shared, and both the CPU clock and the minimum are the figures least disturbed by other work), and with
@@ -61,9 +63,19 @@ REQUESTS = {
         b'Transfer-Encoding: chunked\r\n\r\n11\r\n{"item": 1234567}\r\n0\r\n\r\n'
     ),
 }
-RESPONSE = (
-    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\nDate: Mon, 01 Jan 2024 00:00:00 GMT\r\n\r\nok"
-)
+RESPONSES = {
+    # A short response with a few headers.
+    "hello": (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n"
+        b"Date: Mon, 01 Jan 2024 00:00:00 GMT\r\n\r\nok"
+    ),
+    # What a typical web framework behind a server answers (including a hop-by-hop header to drop).
+    "server": (
+        b"HTTP/1.1 200 OK\r\nDate: Mon, 01 Jan 2024 00:00:00 GMT\r\nServer: uvicorn\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 16\r\nConnection: keep-alive\r\n"
+        b'Cache-Control: no-store\r\n\r\n{"status": "ok"}'
+    ),
+}
 CLIENTS = 64
 
 
@@ -141,18 +153,24 @@ def variants(request: bytes, n: int) -> list[bytes]:
 
 
 def run(
-    proxy: Proxy, clients: list[ClientConnection], upstream_sink: list[Any], requests: list[bytes], n: int
+    proxy: Proxy,
+    clients: list[ClientConnection],
+    upstream_sink: list[Any],
+    requests: list[bytes],
+    responses: list[bytes],
+    n: int,
 ) -> float:
     """Proxy `n` requests round-robin over the clients; returns the CPU seconds it took."""
     access_log = proxy.access_log
     ncl = len(clients)
     nreq = len(requests)
+    nresp = len(responses)
     t0 = time.process_time()
     for i in range(n):
         clients[i % ncl].data_received(requests[i % nreq])
         upstream = upstream_sink.pop()
         upstream_sink.clear()
-        upstream.data_received(RESPONSE)
+        upstream.data_received(responses[i % nresp])
         if access_log is not None and i % 1000 == 999:
             access_log.flush()
     return time.process_time() - t0
@@ -161,27 +179,29 @@ def run(
 async def main_async(args: argparse.Namespace) -> int:
     request = REQUESTS[args.kind]
     requests = variants(request, 4096) if args.vary else [request]
+    response = RESPONSES[args.response]
+    responses = variants(response, 4093) if args.vary else [response]
     with tempfile.TemporaryDirectory(prefix="jishi-micro-") as tmp:
         log_path = None if args.no_access_log else Path(tmp) / "access.log"
         proxy, clients, sink = build(log_path)
-        run(proxy, clients, sink, requests, 2000)  # warm-up, and a check that responses come back
+        run(proxy, clients, sink, requests, responses, 2000)  # warm-up, and a check that responses come back
         answered = sum(c.transport.written for c in clients)  # type: ignore[attr-defined,misc]
-        if answered < 2000 * len(RESPONSE) // 2:
+        if answered < 2000 * len(response) // 2:
             print("the proxy did not answer the warm-up requests", file=sys.stderr)
             return 1
         if args.profile:
             prof = cProfile.Profile()
             prof.enable()
-            run(proxy, clients, sink, requests, args.requests)
+            run(proxy, clients, sink, requests, responses, args.requests)
             prof.disable()
             stats = pstats.Stats(prof).sort_stats("tottime")
             stats.print_stats(18)
-        best = min(run(proxy, clients, sink, requests, args.requests) for _ in range(args.repeat))
+        best = min(run(proxy, clients, sink, requests, responses, args.requests) for _ in range(args.repeat))
         if proxy.access_log is not None:
             proxy.access_log.close()
             proxy.access_log = None
     us = best / args.requests * 1e6
-    kind = args.kind + (" (varied)" if args.vary else "")
+    kind = f"{args.kind}/{args.response}" + (" (varied)" if args.vary else "")
     print(f"{kind}: {us:.2f} µs/request (best of {args.repeat} × {args.requests} requests, "
           f"access log {'off' if args.no_access_log else 'on'})")  # fmt: skip
     print(f"RESULT_MICRO {kind} {us:.3f}")
@@ -194,7 +214,8 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=9)
     ap.add_argument("--kind", choices=sorted(REQUESTS), default="wrk")
     ap.add_argument("--no-access-log", action="store_true")
-    ap.add_argument("--vary", action="store_true", help="every request differs in one header value (no two alike)")
+    ap.add_argument("--response", choices=sorted(RESPONSES), default="hello")
+    ap.add_argument("--vary", action="store_true", help="requests and responses differ in one header value each")
     ap.add_argument("--profile", action="store_true", help="print the top functions under cProfile first")
     args = ap.parse_args()
     return uvloop.run(main_async(args))

@@ -8,7 +8,7 @@ The instance connection (`jishi.gateway.upstream`) calls these with the client c
     failed(client, conn, kind, message)                   the try failed: `jishi.gateway.failover` decides
 
 Everything is appended to the client's `out` and written once per event. The head is the standard status
-line, the instance's header block as received (hop-by-hop headers dropped, see `jishi.gateway.headers`) and
+line, the instance's headers (hop-by-hop ones dropped, see `jishi.gateway.headers`) and
 the framing the gateway adds: a body without Content-Length goes to an HTTP/1.1 client chunked and to an
 HTTP/1.0 client until the connection closes; `Connection: close` when the client connection ends after it,
 `Connection: keep-alive` for an HTTP/1.0 client that keeps it.
@@ -35,15 +35,15 @@ _CONN_CLOSE = b"Connection: close\r\n"
 _CONN_KEEP = b"Connection: keep-alive\r\n"
 
 
-def head(client: ClientConnection, status: int, headers: bytes, bodyless: bool, has_length: bool) -> None:
-    """The response head is complete; `headers` is its header block to forward (CRLF-ended lines)."""
+def head(client: ClientConnection, status: int, headers: list[bytes], bodyless: bool, has_length: bool) -> None:
+    """The response head is complete; `headers` are the pieces of its header lines to forward."""
     ex = client.active
     assert ex is not None
     ex.status = status
     ex.resp_started = True
     out = client.out
     out.append(STATUS_LINES.get(status) or status_line(status))
-    out.append(headers)
+    out += headers
     close = not ex.keep_alive or client.broken is not None or client.parser is None or client.proxy.stopping
     if not close and ex.http11 and (has_length or bodyless):
         out.append(_CRLF)  # the usual case: nothing to add

@@ -2,9 +2,8 @@
 
 An `UpstreamConnection` is an asyncio protocol that parses responses with httptools and hands each event, through
 `jishi.gateway.relay`, to the client connection it is currently bound to (its `owner`, a
-`jishi.gateway.downstream.ClientConnection`). One request is in flight on a connection at a time. It defines no
-`on_header`: the bytes of a response are kept until its head is complete, and the header block is taken from
-them as received (`jishi.gateway.headers.response_headers`), which saves a Python call per header.
+`jishi.gateway.downstream.ClientConnection`). One request is in flight on a connection at a time. Response
+headers to forward are collected as pieces of one list (`jishi.gateway.headers` says which).
 
 After a complete response on a connection that may be kept alive, the owner gives it back to the `Pool`, which
 keeps a bounded stack of idle connections per (address, port): newest first, closed after `idle_timeout`,
@@ -25,7 +24,7 @@ from httptools import HttpParserError, HttpResponseParser
 
 from jishi.core.retry import Failure
 from jishi.gateway import relay
-from jishi.gateway.headers import response_headers
+from jishi.gateway.headers import FORWARD, LENGTH, RESPONSE_ACTIONS, TE, response_action
 
 if TYPE_CHECKING:
     from jishi.gateway.downstream import ClientConnection
@@ -35,6 +34,8 @@ __all__ = ["Pool", "UpstreamConnection"]
 log = logging.getLogger(__name__)
 
 LOST, TIMEOUT, PROTOCOL = Failure.LOST, Failure.TIMEOUT, Failure.PROTOCOL
+_ACTIONS_GET = RESPONSE_ACTIONS.get
+_CRLF = b"\r\n"
 
 WRITE_HIGH = 256 * 1024
 
@@ -46,11 +47,12 @@ class UpstreamConnection(asyncio.Protocol):
         "_loop",
         "_reset_parser",
         "addr",
+        "chunked",
         "close_delimited",
         "closed",
         "got_bytes",
-        "head_buf",
-        "head_pos",
+        "has_length",
+        "head_lines",
         "idle_since",
         "last_read",
         "no_body",
@@ -79,8 +81,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._reset_parser = False
         self.no_body = False  # the request was HEAD: the response has no body whatever its headers say
         self.status = 0  # of the final response, once its head is complete
-        self.head_buf = b""  # bytes received since the response began, until its head is complete
-        self.head_pos = 0  # where the head of the final response starts in head_buf (after any 1xx responses)
+        self.head_lines: list[bytes] = []  # headers to forward: name, ": ", value, CRLF for each
+        self.has_length = False
+        self.chunked = False
         self.close_delimited = False
 
     # --- driven by the owner
@@ -92,8 +95,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.no_body = head_request
         self.got_bytes = False
         self.status = 0
-        self.head_buf = b""
-        self.head_pos = 0
+        self.head_lines = []
+        self.has_length = self.chunked = False
         self.close_delimited = False
         self.timeout = read_timeout
         self.last_read = now
@@ -135,8 +138,6 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self.got_bytes = True
         self.last_read = self._loop.time()
-        if not self.status:  # the head is not complete yet: keep its bytes (usually this one read holds it all)
-            self.head_buf = self.head_buf + data if self.head_buf else data
         try:
             self.parser.feed_data(data)
         except HttpParserError as exc:
@@ -169,29 +170,32 @@ class UpstreamConnection(asyncio.Protocol):
 
     # --- httptools callbacks
 
-    # (No on_header: the header block is taken from the bytes as received, see `jishi.gateway.headers`.)
+    def on_header(self, name: bytes, value: bytes) -> None:
+        action = _ACTIONS_GET(name)
+        if action is None:
+            action = response_action(name)
+        if action == FORWARD:
+            self.head_lines += (name, b": ", value, _CRLF)
+        elif action == LENGTH:
+            self.has_length = True
+            self.head_lines += (name, b": ", value, _CRLF)
+        elif action == TE and b"chunked" in value.lower():
+            self.chunked = True
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
-        buf = self.head_buf
-        start = self.head_pos
-        while buf.startswith(b"\r\n", start):  # empty lines before a status line are allowed (and skipped)
-            start += 2
-        end = buf.find(b"\r\n\r\n", start)
-        if end < 0:
-            raise HttpParserError("response head not found in the bytes received")
         if 100 <= status < 200:
-            self.head_pos = end + 4  # an interim response (100 Continue): wait for the final one
+            self.head_lines = []  # an interim response (100 Continue): wait for the final one
+            self.has_length = self.chunked = False
             return
-        self.head_buf = b""
-        block, has_length, chunked = response_headers(buf[buf.index(b"\r\n", start) + 2 : end + 2])
+        has_length = self.has_length
         self.status = status
         # The read timer stays armed: it also bounds silence between body bytes.
         bodyless = self.no_body or status == 204 or status == 304
-        self.close_delimited = not bodyless and not has_length and not chunked
+        self.close_delimited = not bodyless and not has_length and not self.chunked
         owner = self.owner
         assert owner is not None
-        relay.head(owner, status, block, bodyless, has_length)
+        relay.head(owner, status, self.head_lines, bodyless, has_length)
         if self.no_body:
             # httptools cannot be told the request was HEAD; finish here and start a fresh parser.
             self._reset_parser = True
