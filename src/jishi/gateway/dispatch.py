@@ -4,6 +4,7 @@
     try_peer(client, ex, same)     pick a peer (or retry `same` on a fresh connection) and get it a connection
     connected(client, ex, ...)     the proxy's connect for `ex` finished
     send(client, ex, conn, now)    send the head (and any body so far) on `conn`
+    body(client, ex, *pieces)      more of the request body: send it, or keep it until there is a connection
 
 Refusals are answered at once with a JSON error: CONNECT (405), a target that is not a path (400), no route
 (404), a route without a healthy instance (503). A failed try goes to `jishi.gateway.failover`.
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from jishi.core.retry import Failure
 from jishi.gateway import failover
+from jishi.gateway.exchange import REPLAY_LIMIT
 from jishi.gateway.headers import origin_form, request_head
 
 if TYPE_CHECKING:
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
     from jishi.gateway.exchange import Exchange
     from jishi.gateway.upstream import UpstreamConnection
 
-__all__ = ["connected", "send", "start", "try_peer"]
+__all__ = ["body", "connected", "send", "start", "try_peer"]
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -128,3 +130,32 @@ def send(client: ClientConnection, ex: Exchange, conn: UpstreamConnection, now: 
         client.body_sent()
     if client.write_paused and conn.transport is not None:
         conn.transport.pause_reading()
+
+
+def body(client: ClientConnection, ex: Exchange, *pieces: bytes) -> None:
+    """More of the request body (framed for the instance): send it, or keep it until there is a connection.
+
+    It is also kept, up to `REPLAY_LIMIT` bytes in all, for a retry on another instance.
+    """
+    size = 0
+    for piece in pieces:
+        size += len(piece)
+    ex.body_size += size
+    conn = ex.conn
+    if conn is not None:
+        if len(pieces) == 1:
+            conn.write(pieces[0])
+        else:
+            assert conn.transport is not None
+            conn.transport.writelines(pieces)
+        if ex.replayable:
+            if ex.body_size > REPLAY_LIMIT:
+                ex.replayable = False
+                ex.body.clear()
+            else:
+                ex.body.extend(pieces)
+        return
+    ex.body.extend(pieces)
+    if ex.body_size > REPLAY_LIMIT:
+        ex.replayable = False
+    client.body_waiting(ex.body_size)

@@ -196,9 +196,9 @@ class ClientConnection(asyncio.Protocol):
         if ex.finished:
             return  # answered already (an error, or an early response): the rest of the body is discarded
         if ex.chunked_req:
-            self._body(ex, b"%x\r\n" % len(body), body, _CRLF)
+            dispatch.body(self, ex, b"%x\r\n" % len(body), body, _CRLF)
         else:
-            self._body(ex, body)
+            dispatch.body(self, ex, body)
 
     def on_message_complete(self) -> None:
         ex = self.parsing
@@ -206,31 +206,11 @@ class ClientConnection(asyncio.Protocol):
         self.parsing = None
         ex.req_done = True
         if ex.chunked_req and not ex.finished:
-            self._body(ex, _CHUNK_END)
+            dispatch.body(self, ex, _CHUNK_END)
 
-    def _body(self, ex: Exchange, *pieces: bytes) -> None:
-        size = 0
-        for piece in pieces:
-            size += len(piece)
-        ex.body_size += size
-        conn = ex.conn
-        if conn is not None:
-            if len(pieces) == 1:
-                conn.write(pieces[0])
-            else:
-                assert conn.transport is not None
-                conn.transport.writelines(pieces)
-            if ex.replayable:
-                if ex.body_size > REPLAY_LIMIT:
-                    ex.replayable = False
-                    ex.body.clear()
-                else:
-                    ex.body.extend(pieces)
-            return
-        ex.body.extend(pieces)
-        if ex.body_size > REPLAY_LIMIT:
-            ex.replayable = False
-        if ex.body_size > PENDING_HIGH:
+    def body_waiting(self, size: int) -> None:
+        """`size` body bytes wait for a connection: stop reading the client while there are too many."""
+        if size > PENDING_HIGH:
             self.pause(_P_PENDING)
 
     def body_sent(self) -> None:
