@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from jishi.agent.files import write_json
-from jishi.errors import CompactedError
+from jishi.registry.follow import follow
 from jishi.registry.model import SERVICES, ServiceSpec
 from jishi.registry.protocol import ControlPlane
 from jishi.store import EventType, KeyValue
@@ -46,33 +46,26 @@ class ServiceFollower:
         self._saved_tried = False
 
     async def run(self) -> None:
-        pause = 0.1
-        while True:
-            try:
-                revision, kvs = await self._cp.snapshot(SERVICES)
-                if not self.live and self.synced.is_set():
-                    log.warning("the control plane answers again; following its services instead of %s", self.saved)
-                self.live = True
-                self._changed({spec.name: spec for spec in map(_parse, kvs) if spec is not None})
-                pause = 0.1
-                watch = self._cp.watch(SERVICES, revision + 1)
-                try:
-                    async for event in watch:
-                        self._apply(event.type, event.kv)
-                finally:
-                    aclose = getattr(watch, "aclose", None)
-                    if aclose is not None:
-                        await aclose()
-                log.info("the services watch ended; reading the services again")
-            except CompactedError as exc:
-                log.info("services watch fell behind compaction (%s); reading a fresh snapshot", exc)
-            except Exception as exc:
-                if not self._saved_tried:
-                    self._saved_tried = True
-                    self._use_saved(exc)
-                log.warning("cannot follow services (%s); instances keep running; retrying in %.1f s", exc, pause)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 2.0)
+        await follow(
+            self._cp,
+            SERVICES,
+            on_snapshot=self._reset,
+            on_event=lambda event: self._apply(event.type, event.kv),
+            on_error=self._unreachable,
+            backoff=(0.1, 2.0),
+            name="services",
+        )
+
+    def _reset(self, revision: int, kvs: list[KeyValue]) -> None:
+        if not self.live and self.synced.is_set():
+            log.warning("the control plane answers again; following its services instead of %s", self.saved)
+        self.live = True
+        self._changed({spec.name: spec for spec in map(_parse, kvs) if spec is not None})
+
+    def _unreachable(self, exc: BaseException) -> None:
+        if not self._saved_tried:
+            self._saved_tried = True
+            self._use_saved(exc)
 
     def _apply(self, kind: EventType, kv: KeyValue) -> None:
         desired = dict(self.desired)

@@ -31,10 +31,10 @@ from types import TracebackType
 from pydantic import ValidationError
 
 from jishi.client.cache import DirectoryCache
-from jishi.errors import CompactedError
+from jishi.registry.follow import follow
 from jishi.registry.model import INSTANCES, Instance
 from jishi.registry.protocol import ControlPlane
-from jishi.store import Event, EventType
+from jishi.store import Event, EventType, KeyValue
 
 __all__ = ["ServiceDirectory"]
 
@@ -140,27 +140,22 @@ class ServiceDirectory:
                 tg.create_task(self._persist(), name="jishi-client-directory-persist")
 
     async def _follow(self) -> None:
-        delay = self.backoff[0]
-        while True:
-            try:
-                revision, kvs = await self.cp.snapshot(INSTANCES)
-                instances = [i for i in (_decode(kv.key, kv.value) for kv in kvs) if i is not None]
-                self._reset(revision, instances)
-                self.source = "control-plane"
-                if not self.synced.is_set():
-                    log.info("service directory: following the control plane from revision %d", revision)
-                self.synced.set()
-                self.ready.set()
-                delay = self.backoff[0]
-                async for event in self.cp.watch(INSTANCES, revision + 1):
-                    self._apply(event)
-                log.warning("service directory: the watch ended; taking a new snapshot")
-            except CompactedError as exc:
-                log.warning("service directory: watch history is gone (%s); taking a new snapshot", exc)
-            except Exception as exc:
-                log.warning("service directory: cannot follow the control plane (%s); retrying in %.2f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.backoff[1])
+        await follow(
+            self.cp,
+            INSTANCES,
+            on_snapshot=self._synced,
+            on_event=self._apply,
+            backoff=self.backoff,
+            name="service directory",
+        )
+
+    def _synced(self, revision: int, kvs: list[KeyValue]) -> None:
+        self._reset(revision, [i for i in (_decode(kv.key, kv.value) for kv in kvs) if i is not None])
+        self.source = "control-plane"
+        if not self.synced.is_set():
+            log.info("service directory: following the control plane from revision %d", revision)
+        self.synced.set()
+        self.ready.set()
 
     async def _persist(self) -> None:
         while True:
