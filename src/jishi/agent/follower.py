@@ -18,10 +18,10 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from jishi.agent.files import write_json
 from jishi.registry.follow import follow
 from jishi.registry.model import SERVICES, ServiceSpec
 from jishi.registry.protocol import ControlPlane
+from jishi.statefile import write_json
 from jishi.store import EventType, KeyValue
 
 __all__ = ["ServiceFollower"]

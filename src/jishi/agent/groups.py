@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from jishi.agent.files import write_json
+from jishi.statefile import write_json
 
 __all__ = ["GroupLedger", "end_leftovers", "start_time"]
 
@@ -80,7 +80,7 @@ class GroupLedger:
 
     def _save(self) -> None:
         try:
-            write_json(self.path, {"instances": self._groups})
+            write_json(self.path, {"instances": self._groups}, durable=False)
         except OSError as exc:
             log.error("cannot record instance process groups in %s: %s", self.path, exc)
 
@@ -125,7 +125,7 @@ def end_leftovers(path: Path, *, within: float = 2.0) -> int:
     while killed and any(_members(g) for g in killed) and time.monotonic() < deadline:
         time.sleep(0.02)
     try:
-        write_json(path, {"instances": {}})
+        write_json(path, {"instances": {}}, durable=False)
     except OSError as exc:
         log.error("cannot clear %s: %s", path, exc)
     return len(killed)

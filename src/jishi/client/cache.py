@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from jishi.registry.model import Instance
+from jishi.statefile import write_json
 
 __all__ = ["DirectoryCache"]
 
@@ -41,14 +41,5 @@ class DirectoryCache:
 
     def save(self, revision: int, instances: Iterable[Instance]) -> None:
         """Replace the file atomically (tmp + fsync + rename)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        payload = json.dumps(
-            {"revision": revision, "instances": [i.model_dump(mode="json") for i in instances]},
-            separators=(",", ":"),
-        ).encode()
-        tmp = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
-        with open(tmp, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        data = {"revision": revision, "instances": [i.model_dump(mode="json") for i in instances]}
+        write_json(self.path, data, compact=True)

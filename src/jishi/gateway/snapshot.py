@@ -1,7 +1,7 @@
 """The last-known-good routing snapshot on disk: written atomically, read at start.
 
-`save` writes `path.tmp-<pid>`, fsyncs it, renames it over `path` and fsyncs the directory, so a reader (or a
-gateway restarted after a crash) sees the old snapshot or the new one, never a torn file. Several worker
+`save` goes through `jishi.statefile` (temporary file, fsync, rename, folder fsync), so a reader (or a gateway
+restarted after a crash) sees the old snapshot or the new one, never a torn file. Several worker
 processes may share one file: each writes its own temporary file and the last rename wins.
 """
 
@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
+
+from jishi.statefile import write_json
 
 __all__ = ["SnapshotFile"]
 
@@ -38,20 +39,4 @@ class SnapshotFile:
 
     def save(self, data: dict[str, Any]) -> None:
         """Replace the snapshot atomically (tmp + fsync + rename + directory fsync)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
-        payload = json.dumps(data, separators=(",", ":")).encode()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            view = memoryview(payload)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        dirfd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dirfd)
-        finally:
-            os.close(dirfd)
+        write_json(self.path, data, compact=True)
