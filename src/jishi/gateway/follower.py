@@ -29,12 +29,14 @@ import os
 import time
 from pathlib import Path
 
-from jishi.errors import CompactedError, LeaseNotFoundError
+from jishi.errors import LeaseNotFoundError
 from jishi.gateway.proxy import Proxy
 from jishi.gateway.snapshot import SnapshotFile
 from jishi.gateway.view import RegistryView
+from jishi.registry.follow import follow
 from jishi.registry.model import PREFIX, GatewayInfo
 from jishi.registry.protocol import ControlPlane
+from jishi.store import Event, KeyValue
 
 __all__ = ["Follower"]
 
@@ -108,28 +110,22 @@ class Follower:
         self.changes += 1
 
     async def _follow(self) -> None:
-        delay = self.backoff[0]
-        while True:
-            try:
-                revision, kvs = await self.cp.snapshot(PREFIX)
-                self.view.reset(revision, kvs)
-                self._install()
-                self._dirty.set()
-                if not self.synced.is_set():
-                    log.info("following the control plane from revision %d", revision)
-                self.synced.set()
-                delay = self.backoff[0]
-                async for event in self.cp.watch(PREFIX, revision + 1):
-                    if self.view.apply(event):
-                        self._install()
-                        self._dirty.set()
-                log.warning("the control plane's watch ended; taking a new snapshot")
-            except CompactedError as exc:
-                log.warning("watch history is gone (%s); taking a new snapshot", exc)
-            except Exception as exc:
-                log.warning("cannot follow the control plane (%s); retrying in %.2f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.backoff[1])
+        await follow(
+            self.cp, PREFIX, on_snapshot=self._reset, on_event=self._apply, backoff=self.backoff, name="gateway"
+        )
+
+    def _reset(self, revision: int, kvs: list[KeyValue]) -> None:
+        self.view.reset(revision, kvs)
+        self._install()
+        self._dirty.set()
+        if not self.synced.is_set():
+            log.info("following the control plane from revision %d", revision)
+        self.synced.set()
+
+    def _apply(self, event: Event) -> None:
+        if self.view.apply(event):
+            self._install()
+            self._dirty.set()
 
     async def _persist(self) -> None:
         while True:
