@@ -13,6 +13,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from jishi.config.listen import listen_url, parse_listen
+from jishi.errors import ConfigError
 from jishi.registry.model import Name, Route, ServiceSpec
 
 __all__ = ["GatewayConfig", "ProjectConfig", "ServerConfig", "check_listen", "listen_url"]
@@ -20,23 +22,11 @@ __all__ = ["GatewayConfig", "ProjectConfig", "ServerConfig", "check_listen", "li
 
 def check_listen(value: str) -> str:
     """Accept `HOST:PORT` with a port from 0 to 65535 (0: the kernel picks one)."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"must be HOST:PORT, got {value!r}")
+    try:
+        parse_listen(value)
+    except ConfigError as exc:
+        raise ValueError(f"must be HOST:PORT, got {value!r}") from exc
     return value
-
-
-def listen_url(listen: str) -> str:
-    """The http:// URL a client on this machine uses to reach a server listening on `listen`."""
-    host, _, port = listen.rpartition(":")
-    host = host.strip("[]")
-    if host in ("0.0.0.0", ""):
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "[::1]"
-    elif ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{port}"
 
 
 Listen = Annotated[str, AfterValidator(check_listen)]

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import uvloop
 
+from jishi.config.listen import parse_listen
 from jishi.errors import ConfigError
 from jishi.gateway.accesslog import AccessLog
 from jishi.gateway.follower import Follower
@@ -31,14 +32,6 @@ from jishi.gateway.proxy import Proxy
 __all__ = ["parse_listen", "run", "serve"]
 
 log = logging.getLogger(__name__)
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """`HOST:PORT` → (host, port), with a message that says how to fix a bad value."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"{listen!r} is not HOST:PORT", field="--listen", fix="for example 127.0.0.1:8080")
-    return host.strip("[]"), int(port)
 
 
 async def run(

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import uvicorn
 
-from jishi.errors import ConfigError
+from jishi.config.listen import parse_listen
 from jishi.registry import Registry
 from jishi.server.app import create_app
 from jishi.server.watch import WatchStreams
@@ -33,14 +33,6 @@ from jishi.store.sqlite import SqliteStore
 __all__ = ["ControlPlaneServer", "parse_listen", "run", "serve"]
 
 log = logging.getLogger(__name__)
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """`HOST:PORT` → (host, port), with a message that says how to fix a bad value."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"{listen!r} is not HOST:PORT", field="--listen", fix="for example 127.0.0.1:8500")
-    return host.strip("[]"), int(port)
 
 
 class _Uvicorn(uvicorn.Server):
