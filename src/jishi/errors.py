@@ -13,6 +13,7 @@
     ├── ControlPlaneError           the control plane answered with an error (carries code and status)
     │   └── ControlPlaneUnavailable the control plane could not be reached
     ├── ProcessError                a supervised process could not be started or stopped
+    ├── NotificationError           an alert notification (webhook, e-mail) could not be delivered
     └── ServiceCallError            a call through `jishi.client` failed; names the service and every attempt
         ├── ServiceUnavailable      no instance of the service is in rotation (or every one's breaker is open)
         └── CallRejected            the client's own bulkhead refused the call (too many calls in flight)
@@ -110,6 +111,12 @@ class ControlPlaneUnavailable(ControlPlaneError):
 
 class ProcessError(JishiError):
     code = "process_error"
+
+
+class NotificationError(JishiError):
+    """An alert notification could not be delivered; the message names the notifier, target and every try."""
+
+    code = "notification_failed"
 
 
 class Attempt(NamedTuple):
