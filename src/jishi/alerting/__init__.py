@@ -1,0 +1,51 @@
+"""Alerting: rules evaluated against metric sources, the pure alert book deciding, notifiers delivering.
+
+    source = RegistrySource(registry)                       # any ControlPlane
+    evaluator = AlertEvaluator.from_config(config, [source])  # config: AlertingConfig (jishi.yaml `alerting:`)
+    async with evaluator:
+        ...                                                   # evaluates every interval, notifies
+
+The state machine, grouping, repeats and silences are `jishi.core.alerts` (pure); this package is the shell.
+"""
+
+from jishi.alerting.evaluator import AlertEvaluator, build_notifiers
+from jishi.alerting.expr import Selector, parse_duration, parse_expr, parse_matchers
+from jishi.alerting.notify import LogNotifier, Notifier, payload, subject, text
+from jishi.alerting.rules import BUILTIN_RULES, AlertingConfig, AlertRule, EmailConfig, WebhookConfig
+from jishi.alerting.smtp import SmtpNotifier
+from jishi.alerting.sources import REGISTRY_METRICS, MetricSource, RegistrySource, StaticSource
+from jishi.alerting.webhook import WebhookNotifier
+from jishi.core.alerts import Alert, AlertState, Change, Matcher, MatchOp, Notification, NotifyPolicy, Silence
+
+__all__ = [
+    "BUILTIN_RULES",
+    "REGISTRY_METRICS",
+    "Alert",
+    "AlertEvaluator",
+    "AlertRule",
+    "AlertState",
+    "AlertingConfig",
+    "Change",
+    "EmailConfig",
+    "LogNotifier",
+    "MatchOp",
+    "Matcher",
+    "MetricSource",
+    "Notification",
+    "Notifier",
+    "NotifyPolicy",
+    "RegistrySource",
+    "Selector",
+    "Silence",
+    "SmtpNotifier",
+    "StaticSource",
+    "WebhookConfig",
+    "WebhookNotifier",
+    "build_notifiers",
+    "parse_duration",
+    "parse_expr",
+    "parse_matchers",
+    "payload",
+    "subject",
+    "text",
+]
