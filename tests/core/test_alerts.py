@@ -309,3 +309,10 @@ def test_notification_status() -> None:
     a = Alert("r", CAT)
     assert Notification((), (a,), (), 0.0).status == "firing"
     assert Notification((), (), (a,), 0.0).status == "resolved"
+
+
+def test_for_is_met_at_the_exact_deadline_despite_float_rounding() -> None:
+    """for: 0.3 from 1000.0 fires at 1000.0 + 0.3 although 1000.3 - 1000.0 < 0.3 in floating point."""
+    book = AlertBook(POLICY)
+    book.evaluate(Rule(for_=0.3), {CAT: 0}, 1000.0)
+    assert [c.alert.state for c in book.evaluate(Rule(for_=0.3), {CAT: 0}, 1000.0 + 0.3)] == [AlertState.FIRING]

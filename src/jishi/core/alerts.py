@@ -288,7 +288,7 @@ class AlertBook:
             target, gate = _TABLE[(alert.state, cond)]
             if target is alert.state:
                 break
-            if gate is _Gate.FOR and (alert.active_since is None or now - alert.active_since < for_):
+            if gate is _Gate.FOR and (alert.active_since is None or now < alert.active_since + for_):
                 break
             alert = self._enter(alert, target, now)
         if alert.state is AlertState.INACTIVE:
@@ -353,7 +353,7 @@ class AlertBook:
 
     def _forget(self, now: float) -> None:
         keep = self.policy.keep_resolved
-        for key in [k for k, a in self._alerts.items() if a.resolved_at is not None and now - a.resolved_at >= keep]:
+        for key in [k for k, a in self._alerts.items() if a.resolved_at is not None and now >= a.resolved_at + keep]:
             del self._alerts[key]
         for sid in [s.id for s in self._silences.values() if s.ends_at <= now]:
             del self._silences[sid]
