@@ -3,7 +3,8 @@
 Theory of operation
 -------------------
 Each peer is placed on a 64-bit ring at many points ("virtual nodes"): the hashes of `"{key}#{i}"` for
-i < its share of `ring_size` points, in proportion to its weight (at least one point each). The points are
+i < `round(vnodes * weight)` (at least one). A peer's points depend on its own key and weight only, never on
+the other peers, which is what keeps movement minimal when one joins or leaves. The points are
 sorted once, when the picker is built (or the peer set's membership or weights change). A request key is
 hashed (`keyhash.hash64`) and served by the owner of the first point at or after its hash, wrapping around.
 
@@ -15,9 +16,10 @@ hashed (`keyhash.hash64`) and served by the owner of the first point at or after
   flapping moves only the keys of the flapping peer and nothing is rebuilt.
 
 The backup tier has its own ring, used when the candidates are backup peers (see `panic.py`). A pick without
-a key (no header, no cookie) falls back to a weighted random candidate. Envoy's defaults: minimum ring size
-1024, maximum 8M; the default here, 1024 points per peer-set size up to 64K points, keeps the std deviation
-of the shares around a few percent.
+a key (no header, no cookie) falls back to a weighted random candidate. With the default 256 points per unit
+of weight a peer's share deviates from its weight share by about 1/sqrt(256 * weight), ~6 % relative (ketama
+uses 160; Envoy's minimum ring is 1024 points in all). Keep weights small integers: weight 100 means 25,600
+points for that peer.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from jishi.core.lb.keyhash import KeyCache, hash64, hash64_str
 from jishi.core.lb.peers import Endpoint, PeerSet, PickerBase, Rng
 from jishi.core.lb.uniform import weighted_choice
 
-__all__ = ["Ring", "RingHashPicker"]
+__all__ = ["DEFAULT_VNODES", "Ring", "RingHashPicker"]
+
+DEFAULT_VNODES = 256  # points on the ring per unit of weight
 
 
 class Ring:
@@ -37,11 +41,10 @@ class Ring:
 
     __slots__ = ("_starts", "hashes", "owners")
 
-    def __init__(self, peers: Sequence[Endpoint], ring_size: int) -> None:
+    def __init__(self, peers: Sequence[Endpoint], vnodes: int) -> None:
         points: list[tuple[int, int]] = []
-        total = sum(ep.weight for ep in peers)
         for idx, ep in enumerate(peers):
-            count = max(1, round(ring_size * ep.weight / total))
+            count = max(1, round(vnodes * ep.weight))
             points.extend((hash64_str(f"{ep.key}#{i}"), idx) for i in range(count))
         points.sort()
         self.hashes = [h for h, _ in points]
@@ -78,14 +81,15 @@ class Ring:
 class RingHashPicker(PickerBase):
     """Consistent hashing of the request key over a ketama ring; see the module doc."""
 
-    __slots__ = ("_allowed", "_backup_ring", "_primary_ring", "ring_size")
+    __slots__ = ("_allowed", "_backup_ring", "_primary_ring", "vnodes")
 
-    def __init__(self, peers: PeerSet, *, ring_size: int = 0) -> None:
+    def __init__(self, peers: PeerSet, *, vnodes: int = DEFAULT_VNODES) -> None:
+        if vnodes < 1:
+            raise ValueError(f"ring hash vnodes must be >= 1, not {vnodes}")
         super().__init__(peers)
-        n = max(1, len(peers))
-        self.ring_size = ring_size if ring_size > 0 else min(max(1024, 1024 * n), 65536)
-        self._primary_ring = Ring(peers.primary, self.ring_size) if peers.primary else Ring((), 0)
-        self._backup_ring = Ring(peers.backup, self.ring_size) if peers.backup else Ring((), 0)
+        self.vnodes = vnodes
+        self._primary_ring = Ring(peers.primary, vnodes)
+        self._backup_ring = Ring(peers.backup, vnodes)
         self._allowed: tuple[int, frozenset[Endpoint]] = (-1, frozenset())
 
     def pick(
