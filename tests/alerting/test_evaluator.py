@@ -155,6 +155,12 @@ async def test_silence_from_the_evaluator_mutes_notifications() -> None:
     silence = evaluator.silence({"service": "catalog"}, duration=60.0, comment="deploy")
     await evaluator.evaluate_once()
     assert [a.state for a in evaluator.alerts()] == [AlertState.FIRING] and recorder.sent == []
+    [shown] = evaluator.snapshot()["alerts"]
+    assert (shown["status"], shown["silenced"], evaluator.snapshot()["silences"][0]["comment"]) == (
+        "firing",
+        True,
+        "deploy",
+    )
     assert evaluator.unsilence(silence.id)
     clock.set(10.0)
     await evaluator.evaluate_once()

@@ -5,9 +5,18 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from jishi.alerting import BUILTIN_RULES, AlertingConfig, AlertRule, parse_duration, parse_expr, parse_matchers
+from jishi.alerting import (
+    BUILTIN_RULES,
+    AlertingConfig,
+    AlertRule,
+    SilenceSpec,
+    parse_duration,
+    parse_expr,
+    parse_matchers,
+    silence_json,
+)
 from jishi.alerting.expr import WindowHistory
-from jishi.core.alerts import Matcher, MatchOp, Op, labelset
+from jishi.core.alerts import Matcher, MatchOp, Op, Silence, labelset
 
 
 def test_parse_plain_metric_and_matchers() -> None:
@@ -105,3 +114,11 @@ def test_config_rules_builtins_and_policy() -> None:
     assert AlertingConfig(builtin_rules=False).all_rules() == []
     with pytest.raises(ValidationError, match="unique"):
         AlertingConfig.model_validate({"rules": [own, own]})
+
+
+def test_silence_spec_round_trips_through_json() -> None:
+    """A silence with quotes and backslashes in a value survives silence_json → SilenceSpec → Silence."""
+    original = Silence("s1", (Matcher("service", MatchOp.RE, 'ca"t\\d+'), Matcher("team", MatchOp.NE, "x")), 1.0, 2.0)
+    assert SilenceSpec.model_validate(silence_json(original)).to_silence() == original
+    with pytest.raises(ValidationError, match="at least one matcher"):
+        SilenceSpec(id="s2", matchers="", starts_at=0, ends_at=1)

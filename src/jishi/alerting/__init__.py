@@ -10,8 +10,16 @@ The state machine, grouping, repeats and silences are `jishi.core.alerts` (pure)
 
 from jishi.alerting.evaluator import AlertEvaluator, build_notifiers
 from jishi.alerting.expr import Selector, parse_duration, parse_expr, parse_matchers
-from jishi.alerting.notify import LogNotifier, Notifier, payload, subject, text
-from jishi.alerting.rules import BUILTIN_RULES, AlertingConfig, AlertRule, EmailConfig, WebhookConfig
+from jishi.alerting.notify import LogNotifier, Notifier, alert_json, payload, subject, text
+from jishi.alerting.rules import (
+    BUILTIN_RULES,
+    AlertingConfig,
+    AlertRule,
+    EmailConfig,
+    SilenceSpec,
+    WebhookConfig,
+    silence_json,
+)
 from jishi.alerting.smtp import SmtpNotifier
 from jishi.alerting.sources import REGISTRY_METRICS, MetricSource, RegistrySource, StaticSource
 from jishi.alerting.webhook import WebhookNotifier
@@ -37,15 +45,18 @@ __all__ = [
     "RegistrySource",
     "Selector",
     "Silence",
+    "SilenceSpec",
     "SmtpNotifier",
     "StaticSource",
     "WebhookConfig",
     "WebhookNotifier",
+    "alert_json",
     "build_notifiers",
     "parse_duration",
     "parse_expr",
     "parse_matchers",
     "payload",
+    "silence_json",
     "subject",
     "text",
 ]

@@ -22,10 +22,11 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from types import TracebackType
+from typing import Any
 
 from jishi.alerting.expr import WindowHistory
-from jishi.alerting.notify import LogNotifier, Notifier
-from jishi.alerting.rules import AlertingConfig, AlertRule
+from jishi.alerting.notify import LogNotifier, Notifier, alert_json
+from jishi.alerting.rules import AlertingConfig, AlertRule, silence_json
 from jishi.alerting.smtp import SmtpNotifier
 from jishi.alerting.sources import MetricSource, Series
 from jishi.alerting.webhook import WebhookNotifier
@@ -233,6 +234,10 @@ class AlertEvaluator:
         log.info("silence %s until %.0f: %s (%s)", silence.id, silence.ends_at, matchers, comment or "no comment")
         return silence
 
+    def add_silence(self, silence: Silence) -> None:
+        """Add (or replace, by id) a silence made elsewhere, e.g. one kept in the store."""
+        self.book.add_silence(silence)
+
     def unsilence(self, silence_id: str) -> bool:
         return self.book.remove_silence(silence_id)
 
@@ -244,3 +249,13 @@ class AlertEvaluator:
 
     def inactive_rules(self) -> list[str]:
         return sorted(self._inactive)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The alerting state as JSON for an API, the dashboard or `jishi status`."""
+        now = self._clock()
+        return {
+            "at": now,
+            "alerts": [{**alert_json(a), "silenced": self.book.silenced(a, now)} for a in self.book.alerts()],
+            "silences": [silence_json(s) for s in self.book.silences()],
+            "inactive_rules": self.inactive_rules(),
+        }

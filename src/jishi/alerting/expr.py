@@ -79,7 +79,7 @@ def _parse_matchers(body: str, text: str) -> tuple[Matcher, ...]:
         found = _MATCHER.match(body, pos)
         if found is None:
             raise ValueError(f'expression {text!r}: bad label matcher at {body[pos:]!r}; write name="value"')
-        value = found.group(3).replace('\\"', '"').replace("\\\\", "\\")
+        value = re.sub(r"\\(.)", r"\1", found.group(3))
         matchers.append(Matcher(found.group(1), MatchOp(found.group(2)), value))
         pos = found.end()
         if pos < len(body):

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
-from jishi.core.alerts import Alert, AlertState, Notification
+from jishi.core.alerts import Alert, Notification
 
-__all__ = ["LogNotifier", "Notifier", "payload", "subject", "text"]
+__all__ = ["LogNotifier", "Notifier", "alert_json", "payload", "subject", "text"]
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +23,11 @@ class Notifier(Protocol):
         ...
 
 
-def _alert_json(alert: Alert) -> dict[str, Any]:
+def alert_json(alert: Alert) -> dict[str, Any]:
+    """One alert as JSON: state (pending, firing, resolved), rule, severity, labels, value, message, times."""
     labels = alert.label_map
     return {
-        "status": "firing" if alert.state is AlertState.FIRING else "resolved",
+        "status": alert.state.value,
         "rule": alert.rule,
         "severity": labels.get("severity", ""),
         "labels": labels,
@@ -49,7 +50,7 @@ def payload(notification: Notification) -> dict[str, Any]:
         "at": notification.at,
         "firing": len(notification.firing),
         "resolved": len(notification.resolved),
-        "alerts": [_alert_json(a) for a in (*notification.firing, *notification.resolved)],
+        "alerts": [alert_json(a) for a in (*notification.firing, *notification.resolved)],
     }
 
 

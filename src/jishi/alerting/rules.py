@@ -31,10 +31,18 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from jishi.alerting.expr import Selector, parse_duration, parse_expr
-from jishi.core.alerts import NotifyPolicy, Op
+from jishi.alerting.expr import Selector, parse_duration, parse_expr, parse_matchers
+from jishi.core.alerts import NotifyPolicy, Op, Silence
 
-__all__ = ["BUILTIN_RULES", "AlertRule", "AlertingConfig", "EmailConfig", "WebhookConfig"]
+__all__ = [
+    "BUILTIN_RULES",
+    "AlertRule",
+    "AlertingConfig",
+    "EmailConfig",
+    "SilenceSpec",
+    "WebhookConfig",
+    "silence_json",
+]
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 
@@ -160,3 +168,44 @@ class AlertingConfig(_Model):
         own = {r.name for r in self.rules}
         builtin = [r for r in BUILTIN_RULES if r.name not in own] if self.builtin_rules else []
         return [*builtin, *self.rules]
+
+
+class SilenceSpec(_Model):
+    """A silence as kept in the store or sent to the API; `matchers` as in `service="catalog",severity=~"crit.*"`."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    matchers: str
+    starts_at: float
+    ends_at: float
+    comment: str = ""
+    created_by: str = ""
+
+    @field_validator("matchers")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        if not parse_matchers(value):
+            raise ValueError('a silence needs at least one matcher, e.g. service="catalog"')
+        return value
+
+    def to_silence(self) -> Silence:
+        return Silence(
+            self.id, parse_matchers(self.matchers), self.starts_at, self.ends_at, self.comment, self.created_by
+        )
+
+
+def silence_json(silence: Silence) -> dict[str, object]:
+    """A silence as `SilenceSpec` JSON."""
+    matchers = ",".join(f'{m.name}{m.op}"{_quote(m.value)}"' for m in silence.matchers)
+    spec = SilenceSpec(
+        id=silence.id,
+        matchers=matchers,
+        starts_at=silence.starts_at,
+        ends_at=silence.ends_at,
+        comment=silence.comment,
+        created_by=silence.created_by,
+    )
+    return spec.model_dump()
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
