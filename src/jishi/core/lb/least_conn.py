@@ -42,9 +42,15 @@ class LeastConnPicker(PickerBase):
             return cands[0]
         weights = self.peers.weights(cands, now)
         if weights is None:
-            least = min(map(_active, cands))
-            tied = [ep for ep in cands if ep.active == least]
-            return tied[0] if len(tied) == 1 else tied[int(rng.random() * len(tied))]
+            actives = list(map(_active, cands))
+            least = min(actives)
+            ties = actives.count(least)
+            if ties == 1:
+                return cands[actives.index(least)]
+            if ties == len(cands):  # all idle (or all equally busy): the common case of a quiet upstream
+                return cands[int(rng.random() * ties)]
+            tied = [ep for ep, active in zip(cands, actives, strict=True) if active == least]
+            return tied[int(rng.random() * ties)]
         low = float("inf")
         tied = []
         tied_w: list[float] = []

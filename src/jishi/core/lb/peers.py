@@ -171,11 +171,6 @@ class PeerSet:
         else:
             self._ramp_end = max(ep.since for ep in self.endpoints) + ramp.window
 
-    def note_joined(self, ep: Endpoint, now: float) -> None:
-        """`ep` (already in the set) joined the rotation at `now`: its slow-start ramp begins here."""
-        ep.since = now
-        self._refresh()
-
 
 class PickerBase:
     """What every picker shares: its peer set and the in-flight count kept by `on_start`/`on_finish`."""
