@@ -7,6 +7,14 @@ to the client once per event (`flush`); `finish` ends the exchange. Requests on 
 pipelined request waits (with reading paused) until the one before it is answered. Failover is decided by
 `jishi.core.retry.decide` and carried out by `jishi.gateway.failover`.
 
+Refused with a JSON error, after which the connection is closed (lingering: what the client still sends is
+read and dropped for up to 2 s, so the answer is not lost to a reset): anything httptools (llhttp, strict)
+rejects — Content-Length with Transfer-Encoding, duplicate or invalid Content-Length, bad chunk sizes or
+framing, obs-fold, bare CR or LF, invalid header names or values — and besides it two Host headers or
+Transfer-Encoding in HTTP/1.0 (400), a transfer coding other than chunked (501), a head over the proxy's
+`max_head_size` (431), a body over its `max_body_size` (413), a head not complete within `header_timeout`
+(408, from the proxy's housekeeping).
+
 Flow control: when the client's write buffer is full the instance connection stops reading, and when the
 instance connection's write buffer is full (or a body waits for a connection) the client stops reading.
 """
@@ -16,9 +24,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, NoReturn, cast
 
-from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
+from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
 
 from jishi.gateway import dispatch
 from jishi.gateway.exchange import REPLAY_LIMIT, Exchange
@@ -31,6 +39,7 @@ from jishi.gateway.headers import (
     HOST,
     REQUEST_ACTIONS,
     TRANSFER_ENCODING,
+    UPGRADE,
     connection_tokens,
     drop_named,
     request_action,
@@ -45,11 +54,16 @@ __all__ = ["ClientConnection"]
 
 log = logging.getLogger(__name__)
 
+LINGER = 2.0  # seconds a refused connection is still read (and dropped) before it is closed
 PENDING_HIGH = 256 * 1024  # body bytes waiting for a connection before the client is paused
 _P_UPSTREAM, _P_PENDING, _P_PIPELINE, _P_CLOSING = 1, 2, 4, 8
 _CRLF = b"\r\n"
 _CHUNK_END = b"0\r\n\r\n"
 _ACTIONS_GET = REQUEST_ACTIONS.get
+
+
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing: the request is refused (see `ClientConnection.refusal`)."""
 
 
 class ClientConnection(asyncio.Protocol):
@@ -69,7 +83,15 @@ class ClientConnection(asyncio.Protocol):
         self.paused = 0
         self.write_paused = False
         self.closed = False
-        self.broken: str | None = None  # the request stream is unusable: answer 400 (if non-empty) and close
+        # The request stream is unusable: answer with this refusal (status, code, message) if set, and close.
+        self.broken: tuple[int, str, str] | None = None
+        self.refusal: tuple[int, str, str] | None = None  # set by a parser callback before it raises _Refused
+        self.max_head = proxy.max_head_size
+        self.max_body = proxy.max_body_size
+        self.big_body = min(REPLAY_LIMIT, self.max_body)  # a longer body needs a second look
+        self.check_head = False  # this read may hold a request head that must be measured (see _check_head)
+        self.lingering = 0.0  # loop time a refusal was sent, while the connection is read and dropped until EOF
+        self.head_since = 0.0  # loop time an incomplete request head began (the connection's start for the first)
         self.idle_since = self.loop.time()
         self.out: list[bytes] = []  # response bytes not yet written: flushed once per event
 
@@ -92,6 +114,7 @@ class ClientConnection(asyncio.Protocol):
         ip = self.client_ip
         self.forwarded = b"X-Forwarded-For: " + ip + b"\r\nX-Real-IP: " + ip + b"\r\nX-Forwarded-Proto: http\r\n"
         self.proxy.clients.add(self)
+        self.head_since = self.idle_since
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -110,6 +133,7 @@ class ClientConnection(asyncio.Protocol):
         parser = self.parser
         if parser is None:
             return
+        self.check_head = len(data) > self.max_head or self.head_since != 0.0
         try:
             parser.feed_data(data)
         except HttpParserUpgrade:
@@ -117,7 +141,11 @@ class ClientConnection(asyncio.Protocol):
             self.parser = None
             self.pause(_P_CLOSING)
         except HttpParserError as exc:
-            self._bad_request(f"malformed HTTP request: {exc}")
+            self._parse_failed(exc)
+        else:
+            ex = self.parsing
+            if ex is not None and not ex.method:
+                self._head_incomplete(ex, len(data))
         if self.out:
             self.flush()
 
@@ -153,28 +181,47 @@ class ClientConnection(asyncio.Protocol):
         if action == FORWARD:
             ex.lines += (name, b": ", value, _CRLF)
         elif action == HOST:
+            if ex.host is not None:
+                self._refuse_parsing(400, "bad_request", "the request has more than one Host header")
             ex.host = value
             ex.lines += (name, b": ", value, _CRLF)
         elif action == CONTENT_LENGTH:
             ex.content_length = int(value) if value.isdigit() else -1
             ex.lines += (name, b": ", value, _CRLF)
-        elif action == FORWARDED_FOR:
-            ex.xff = value if ex.xff is None else ex.xff + b", " + value
-        elif action == TRANSFER_ENCODING:
-            ex.chunked_req = ex.chunked_req or b"chunked" in value.lower()
-        elif action == CONNECTION:
-            ex.conn_header = True
-            extra = connection_tokens(value)
-            if extra:
-                ex.conn_tokens = (ex.conn_tokens or []) + extra
-        elif action == EXPECT:
-            ex.expect_continue = value.lower() == b"100-continue"
+        else:
+            ex.head_extra += len(name) + len(value) + 4
+            if action == FORWARDED_FOR:
+                ex.xff = value if ex.xff is None else ex.xff + b", " + value
+            elif action == TRANSFER_ENCODING:
+                self._transfer_encoding(ex, value)
+            elif action == CONNECTION:
+                ex.conn_header = True
+                extra = connection_tokens(value)
+                if extra:
+                    ex.conn_tokens = (ex.conn_tokens or []) + extra
+            elif action == EXPECT:
+                ex.expect_continue = value.lower() == b"100-continue"
+            elif action == UPGRADE:
+                ex.upgrade = value
+
+    def _transfer_encoding(self, ex: Exchange, value: bytes) -> None:
+        parser = self.parser
+        assert parser is not None
+        if parser.get_http_version() != "1.1":
+            message = "Transfer-Encoding in an HTTP/1.0 request: its framing cannot be trusted"
+            self._refuse_parsing(400, "bad_request", message)
+        if value.strip().lower() != b"chunked":
+            message = f"Transfer-Encoding {value.decode('latin-1')!r} is not supported (only chunked is)"
+            self._refuse_parsing(501, "not_implemented", message)
+        ex.chunked_req = True
 
     def on_headers_complete(self) -> None:
         ex = self.parsing
         parser = self.parser
         assert ex is not None and parser is not None
         ex.method = parser.get_method()
+        if self.check_head:
+            self._check_head(ex)
         keep_alive = ex.keep_alive = parser.should_keep_alive()  # an upgrade request also ends the connection
         if ex.conn_header:
             ex.http11 = parser.get_http_version() == "1.1"
@@ -182,8 +229,12 @@ class ClientConnection(asyncio.Protocol):
                 ex.lines = drop_named(ex.lines, ex.conn_tokens)
         else:
             ex.http11 = keep_alive  # without a Connection header only HTTP/1.1 is kept alive
-        if ex.content_length > REPLAY_LIMIT:
-            ex.replayable = False
+        if ex.content_length > self.big_body:
+            if ex.content_length > REPLAY_LIMIT:
+                ex.replayable = False
+            if ex.content_length > self.max_body:
+                message = f"the request body is {ex.content_length} bytes; the limit is {self.max_body}"
+                self._refuse_parsing(413, "body_too_large", message)
         if self.active is None:
             dispatch.start(self, ex)
         else:
@@ -196,6 +247,10 @@ class ClientConnection(asyncio.Protocol):
         if ex.finished:
             return  # answered already (an error, or an early response): the rest of the body is discarded
         if ex.chunked_req:
+            ex.body_in += len(body)
+            if ex.body_in > self.max_body:
+                message = f"the chunked request body exceeds the limit of {self.max_body} bytes"
+                self._refuse_parsing(413, "body_too_large", message)
             dispatch.body(self, ex, b"%x\r\n" % len(body), body, _CRLF)
         else:
             dispatch.body(self, ex, body)
@@ -271,7 +326,49 @@ class ClientConnection(asyncio.Protocol):
             return
         self.idle_since = now
 
-    def _bad_request(self, message: str) -> None:
+    # --- refusals: the request stream cannot go on
+
+    def _refuse_parsing(self, status: int, code: str, message: str) -> NoReturn:
+        """From a parser callback: stop parsing and refuse the request being parsed."""
+        self.refusal = (status, code, message)
+        raise _Refused(message)
+
+    def _parse_failed(self, exc: HttpParserError) -> None:
+        refusal = self.refusal
+        if refusal is not None:
+            self._refuse(*refusal)
+            return
+        if isinstance(exc, HttpParserCallbackError):
+            log.error("client %s: request handling failed", self.client_ip.decode(), exc_info=exc.__context__)
+            self._refuse(500, "internal_error", "the gateway failed while reading the request")
+            return
+        self._refuse(400, "bad_request", f"malformed HTTP request: {exc}")
+
+    def _check_head(self, ex: Exchange) -> None:
+        """A head that came in several reads, or in a read larger than the limit, is measured exactly."""
+        self.head_since = 0.0
+        size = len(ex.url) + len(ex.method) + 12 + sum(map(len, ex.lines)) + ex.head_extra
+        if size > self.max_head:
+            message = f"the request head is {size} bytes; the limit is {self.max_head}"
+            self._refuse_parsing(431, "head_too_large", message)
+
+    def _head_incomplete(self, ex: Exchange, size: int) -> None:
+        """A read ended inside a request head: start its header timer, and refuse it once it is too large.
+
+        The size counted is the head's complete headers at its first read plus every later read (so a header
+        still in the parser's buffer at the first read is missed: the bound is one read more than the limit).
+        """
+        if ex.head_base < 0:
+            ex.head_base = len(ex.url) + sum(map(len, ex.lines)) + ex.head_extra
+            if not self.head_since:
+                self.head_since = self.loop.time()
+        else:
+            ex.head_raw += size
+        if ex.head_base + ex.head_raw > self.max_head:
+            self._refuse(431, "head_too_large", f"the request head exceeds the limit of {self.max_head} bytes")
+
+    def _refuse(self, status: int, code: str, message: str) -> None:
+        """The request being parsed is refused; after it nothing more can be read from this connection."""
         self.parser = None
         self.pause(_P_CLOSING)
         ex = self.parsing
@@ -286,29 +383,62 @@ class ClientConnection(asyncio.Protocol):
                 self.finish(ex)
             else:
                 ex.keep_alive = False
-                self.error(ex, 400, "bad_request", message)
+                self.error(ex, status, code, message)
             return
         if ex is not None and ex in self.queue:
             self.queue.remove(ex)
         if self.active is None and not self.queue:
-            self._write_400_and_close(message)
+            self._write_refusal_and_close((status, code, message))
         else:
-            self.broken = message  # answered after the requests before it
+            self.broken = (status, code, message)  # answered after the requests before it
 
-    def _write_400_and_close(self, message: str) -> None:
-        log.info("client %s: %s", self.client_ip.decode(), message)
-        self.out.append(error_response(400, "bad_request", message, close=True))
+    def _write_refusal_and_close(self, refusal: tuple[int, str, str]) -> None:
+        status, code, message = refusal
+        log.info("client %s: %d %s", self.client_ip.decode(), status, message)
+        self.out.append(error_response(status, code, message, close=True))
+        self.parser = None
         self._close()
 
     def _close(self) -> None:
+        """Close after what was written. When reading stopped early (a refused request) the client may still be
+        sending, and closing with unread bytes resets the connection, which can destroy the answer before the
+        client reads it; so the close lingers: the write side is shut, what arrives is read and dropped, and
+        the connection closes at the client's EOF or after `LINGER` seconds."""
         if self.broken:
-            message, self.broken = self.broken, ""
-            self._write_400_and_close(message)
+            refusal, self.broken = self.broken, None
+            self._write_refusal_and_close(refusal)
             return
         self.flush()
+        transport = self.transport
+        if self.closed or transport is None:
+            self.closed = True
+            return
         self.closed = True
-        if self.transport is not None:
-            self.transport.close()
+        if self.parser is None and transport.can_write_eof():
+            self.lingering = self.loop.time()
+            transport.write_eof()
+            self.paused = 0
+            transport.resume_reading()
+        else:
+            transport.close()
+
+    def close_if_slow(self, now: float) -> bool:
+        """Answer 408 and close if a request head began more than the header timeout ago and is still
+        incomplete; end a lingering close after `LINGER` seconds."""
+        if self.lingering:
+            if self.lingering <= now - LINGER and self.transport is not None:
+                self.transport.close()
+            return True
+        since = self.head_since
+        cutoff = now - self.proxy.header_timeout
+        if not since or since > cutoff or self.active is not None or self.queue or self.closed:
+            return False
+        self.parser = None
+        self.parsing = None
+        self.broken = None
+        timeout = self.proxy.header_timeout
+        self._write_refusal_and_close((408, "request_timeout", f"the request head did not arrive within {timeout:g} s"))
+        return True
 
     def close_if_idle(self, cutoff: float) -> bool:
         """Close the connection if no request is in progress and it was idle since before `cutoff`."""

@@ -44,6 +44,7 @@ __all__ = [
     "RESPONSE_ACTIONS",
     "TE",
     "TRANSFER_ENCODING",
+    "UPGRADE",
     "connection_tokens",
     "drop_named",
     "origin_form",
@@ -54,6 +55,7 @@ __all__ = [
 
 # What the gateway does with a request header.
 FORWARD, DROP, CONNECTION, TRANSFER_ENCODING, HOST, FORWARDED_FOR, EXPECT, CONTENT_LENGTH = range(8)
+UPGRADE = 10  # kept aside: forwarded (request) or relayed (101 response) only when protocols are switched
 
 _BY_LOWER_NAME: dict[bytes, int] = {
     b"connection": CONNECTION,
@@ -61,7 +63,7 @@ _BY_LOWER_NAME: dict[bytes, int] = {
     b"proxy-connection": DROP,
     b"te": DROP,
     b"trailer": DROP,
-    b"upgrade": DROP,
+    b"upgrade": UPGRADE,
     b"transfer-encoding": TRANSFER_ENCODING,
     b"host": HOST,
     b"x-forwarded-for": FORWARDED_FOR,
@@ -145,7 +147,7 @@ _RESPONSE_BY_LOWER_NAME: dict[bytes, int] = {
     b"proxy-connection": DROP,
     b"te": DROP,
     b"trailer": DROP,
-    b"upgrade": DROP,
+    b"upgrade": UPGRADE,
     b"transfer-encoding": TE,
     b"content-length": LENGTH,
 }

@@ -3,7 +3,14 @@
 `Proxy` is the data plane without the control plane: give it a `RoutingTable` (`set_table`) and it serves.
 The follower (`jishi.gateway.follower`) swaps tables in as the registry changes. Background work runs in one
 task the proxy owns: read timeouts every 50 ms, and every 0.5 s sweeping idle connections and flushing the
-access log. Connection attempts are tasks it tracks and cancels on stop.
+access log, answering 408 to request heads older than `header_timeout` and ending lingering closes.
+Connection attempts are tasks it tracks and cancels on stop.
+
+Limits on what a client may send (each refusal is a JSON error, after which the connection closes):
+`max_head_size` (request line and headers, 32 KiB → 431), `max_body_size` (100 MiB → 413: a larger
+Content-Length at once, a chunked body once it grows past it), `header_timeout` (10 s from the connection's
+start for its first request, from the first byte of a head for later ones → 408; between requests the
+`keepalive_timeout` applies). Ambiguous framing is refused with 400 (`jishi.gateway.downstream`).
 """
 
 from __future__ import annotations
@@ -40,11 +47,17 @@ class Proxy:
         keepalive_timeout: float = 75.0,
         upstream_idle_timeout: float = 30.0,
         upstream_max_idle: int = 256,
+        max_head_size: int = 32 * 1024,
+        max_body_size: int = 100 * 1024 * 1024,
+        header_timeout: float = 10.0,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.table = table if table is not None else RoutingTable()
         self.access_log = access_log
         self.keepalive_timeout = keepalive_timeout
+        self.max_head_size = max_head_size  # a larger request head is refused with 431
+        self.max_body_size = max_body_size  # a larger request body is refused with 413
+        self.header_timeout = header_timeout  # a request head incomplete for longer is answered 408
         self.pool = Pool(self.loop, max_idle=upstream_max_idle, idle_timeout=upstream_idle_timeout)
         self.clients: set[ClientConnection] = set()
         self.stopping = False
@@ -97,9 +110,11 @@ class Proxy:
                 if tick % 10:
                     continue
                 self.pool.sweep()
-                cutoff = self.loop.time() - self.keepalive_timeout
+                now = self.loop.time()
+                cutoff = now - self.keepalive_timeout
                 for client in list(self.clients):
-                    client.close_if_idle(cutoff)
+                    if not client.close_if_slow(now):
+                        client.close_if_idle(cutoff)
                 if self.access_log is not None:
                     self.access_log.flush()
             except Exception:
