@@ -15,9 +15,10 @@ The set answers one question per pick: which peers may be chosen (`select`: the 
 rules of `panic.py`, minus the peers this request excludes). With nothing excluded the answer is cached and
 recomputed only when health changes, so a pick costs a lookup, not a scan. `weights(now)` gives the effective
 weights of the candidates (slow start applied), or None when they are all equal, which lets a picker take the
-fast unweighted path; `cumulative(now)` gives their running sums. `version` grows with every change, so
-pickers can cache what they derive (rings, tables, allowed sets). A new `PeerSet` built with `previous=`
-keeps the state of endpoints with the same key.
+fast unweighted path; `cumulative(now)` gives their running sums. While a ramp is on, the weights of the
+cached candidates are kept for the last `now` seen, so picks that share a timestamp share the work. `version`
+grows with every change, so pickers can cache what they derive (rings, tables, allowed sets). A new `PeerSet`
+built with `previous=` keeps the state of endpoints with the same key.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class PeerSet:
     __slots__ = (
         "_by_key",
         "_cumulative",
+        "_ramp_at",
         "_ramp_end",
         "_selection",
         "_weights",
@@ -81,6 +83,11 @@ class PeerSet:
         "slow_start",
         "version",
     )
+
+    _ramp_at: tuple[float, list[float] | None, list[float] | None]  # (now, weights, running sums) while ramping
+    _ramp_end: float
+    _weights: list[float] | None
+    _cumulative: list[float] | None
 
     def __init__(
         self,
@@ -146,14 +153,27 @@ class PeerSet:
             if all(ep.weight == first for ep in candidates):
                 return None
             return [ep.weight for ep in candidates]
+        cached = candidates is self._selection.candidates
+        if cached and self._ramp_at[0] == now:
+            return self._ramp_at[1]
         ramp = self.slow_start
         assert ramp is not None  # _ramp_end is finite only with slow start on
-        return [ramp.weight(ep.weight, ep.since, now) for ep in candidates]
+        window = ramp.window
+        weights = [
+            ep.weight if now - ep.since >= window else ramp.weight(ep.weight, ep.since, now) for ep in candidates
+        ]
+        if cached:
+            self._ramp_at = (now, weights, list(accumulate(weights)))
+        return weights
 
     def cumulative(self, candidates: tuple[Endpoint, ...], now: float) -> list[float] | None:
         """Running sums of `weights(candidates, now)`, or None when the weights are all equal."""
-        if now >= self._ramp_end and candidates is self._selection.candidates:
-            return self._cumulative
+        if candidates is self._selection.candidates:
+            if now >= self._ramp_end:
+                return self._cumulative
+            if self._ramp_at[0] != now:
+                self.weights(candidates, now)
+            return self._ramp_at[2]
         weights = self.weights(candidates, now)
         return None if weights is None else list(accumulate(weights))
 
@@ -161,10 +181,11 @@ class PeerSet:
         self._selection = select(self.primary, self.backup, self.panic_threshold)
         cands = self._selection.candidates
         if cands and any(ep.weight != cands[0].weight for ep in cands):
-            self._weights: list[float] | None = [ep.weight for ep in cands]
-            self._cumulative: list[float] | None = list(accumulate(self._weights))
+            self._weights = [ep.weight for ep in cands]
+            self._cumulative = list(accumulate(self._weights))
         else:
             self._weights = self._cumulative = None
+        self._ramp_at = (float("nan"), None, None)
         ramp = self.slow_start
         if ramp is None or ramp.window <= 0 or not self.endpoints:
             self._ramp_end = float("-inf")
