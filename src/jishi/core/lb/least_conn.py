@@ -16,14 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from itertools import accumulate
-from operator import attrgetter
 
 from jishi.core.lb.peers import Endpoint, PickerBase, Rng
 from jishi.core.lb.uniform import weighted_choice
 
 __all__ = ["LeastConnPicker"]
-
-_active = attrgetter("active")
 
 
 class LeastConnPicker(PickerBase):
@@ -42,15 +39,15 @@ class LeastConnPicker(PickerBase):
             return cands[0]
         weights = self.peers.weights(cands, now)
         if weights is None:
-            actives = list(map(_active, cands))
-            least = min(actives)
-            ties = actives.count(least)
-            if ties == 1:
-                return cands[actives.index(least)]
-            if ties == len(cands):  # all idle (or all equally busy): the common case of a quiet upstream
-                return cands[int(rng.random() * ties)]
-            tied = [ep for ep, active in zip(cands, actives, strict=True) if active == least]
-            return tied[int(rng.random() * ties)]
+            least = 1 << 62
+            tied: list[Endpoint] = []
+            for ep in cands:
+                active = ep.active
+                if active < least:
+                    least, tied = active, [ep]
+                elif active == least:
+                    tied.append(ep)
+            return tied[0] if len(tied) == 1 else tied[int(rng.random() * len(tied))]
         low = float("inf")
         tied = []
         tied_w: list[float] = []
