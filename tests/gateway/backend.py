@@ -41,6 +41,8 @@ class Handler(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            pass  # an upgrade request: answered like any other (this instance never switches protocols)
         except httptools.HttpParserError:
             assert self.transport is not None
             self.transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")

@@ -90,6 +90,7 @@ class ClientConnection(asyncio.Protocol):
         self.max_body = proxy.max_body_size
         self.big_body = min(REPLAY_LIMIT, self.max_body)  # a longer body needs a second look
         self.check_head = False  # this read may hold a request head that must be measured (see _check_head)
+        self.upgrade_rest = b""  # bytes after an upgrade request's head, for the instance once switched
         self.lingering = 0.0  # loop time a refusal was sent, while the connection is read and dropped until EOF
         self.head_since = 0.0  # loop time an incomplete request head began (the connection's start for the first)
         self.idle_since = self.loop.time()
@@ -136,10 +137,12 @@ class ClientConnection(asyncio.Protocol):
         self.check_head = len(data) > self.max_head or self.head_since != 0.0
         try:
             parser.feed_data(data)
-        except HttpParserUpgrade:
-            # The request is complete; it is answered without switching protocols, then the connection closes.
+        except HttpParserUpgrade as exc:
+            # The upgrade request is complete: nothing after it is parsed. If the instance switches protocols
+            # the rest goes to it (`jishi.gateway.tunnel`); otherwise the connection closes after the response.
             self.parser = None
             self.pause(_P_CLOSING)
+            self.upgrade_rest = data[exc.args[0] :]
         except HttpParserError as exc:
             self._parse_failed(exc)
         else:
@@ -227,6 +230,11 @@ class ClientConnection(asyncio.Protocol):
             ex.http11 = parser.get_http_version() == "1.1"
             if ex.conn_tokens:
                 ex.lines = drop_named(ex.lines, ex.conn_tokens)
+            if ex.upgrade is not None:
+                if parser.should_upgrade():
+                    ex.lines += (b"Connection", b": ", b"Upgrade", _CRLF, b"Upgrade", b": ", ex.upgrade, _CRLF)
+                else:
+                    ex.upgrade = None
         else:
             ex.http11 = keep_alive  # without a Connection header only HTTP/1.1 is kept alive
         if ex.content_length > self.big_body:

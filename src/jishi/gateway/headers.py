@@ -11,7 +11,10 @@ the gateway sets itself:
     X-Forwarded-Host   the client's Host
 
 Framing is redone: a Content-Length body is passed as is; a chunked body is re-chunked (trailers dropped).
-`Expect: 100-continue` is answered by the gateway and not forwarded.
+`Expect: 100-continue` is answered by the gateway (a `100 Continue` once the request is routed and has a
+healthy instance, so a refusal comes before the client sends its body) and not forwarded. `Upgrade` is
+forwarded, with `Connection: Upgrade`, only when the client's Connection header lists `upgrade`
+(`jishi.gateway.tunnel`).
 
 Response headers go to the client in the instance's order, except the hop-by-hop ones and Transfer-Encoding:
 the gateway frames the body itself.

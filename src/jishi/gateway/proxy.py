@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from jishi.core.balancer import Peer
     from jishi.gateway.accesslog import AccessLog
     from jishi.gateway.exchange import Exchange
+    from jishi.gateway.tunnel import Tunnel
 
 __all__ = ["Proxy"]
 
@@ -60,6 +61,7 @@ class Proxy:
         self.header_timeout = header_timeout  # a request head incomplete for longer is answered 408
         self.pool = Pool(self.loop, max_idle=upstream_max_idle, idle_timeout=upstream_idle_timeout)
         self.clients: set[ClientConnection] = set()
+        self.tunnels: set[Tunnel] = set()  # upgraded connections (WebSocket), piping bytes both ways
         self.stopping = False
         self._connects: set[asyncio.Task[UpstreamConnection]] = set()
         self._server: asyncio.Server | None = None
@@ -133,6 +135,8 @@ class Proxy:
         for client in list(self.clients):
             if client.transport is not None:
                 client.transport.abort()
+        for tunnel in list(self.tunnels):
+            tunnel.abort()
         for task in list(self._connects):
             task.cancel()
         if self._connects:

@@ -20,10 +20,10 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, cast
 
-from httptools import HttpParserError, HttpResponseParser
+from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from jishi.core.retry import Failure
-from jishi.gateway import relay
+from jishi.gateway import relay, tunnel
 from jishi.gateway.headers import FORWARD, LENGTH, RESPONSE_ACTIONS, TE, response_action
 
 if TYPE_CHECKING:
@@ -63,6 +63,7 @@ class UpstreamConnection(asyncio.Protocol):
         "status",
         "timeout",
         "transport",
+        "upgraded",
     )
 
     def __init__(self, pool: Pool, addr: tuple[str, int]) -> None:
@@ -85,6 +86,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.has_length = False
         self.chunked = False
         self.close_delimited = False
+        self.upgraded = False  # the instance answered 101 to an upgrade request
 
     # --- driven by the owner
 
@@ -142,6 +144,11 @@ class UpstreamConnection(asyncio.Protocol):
             self.parser.feed_data(data)
         except HttpParserError as exc:
             self._fail(PROTOCOL, f"invalid HTTP response: {exc}")
+        except HttpParserUpgrade as exc:
+            if self.upgraded:
+                tunnel.switch(owner, self, data[exc.args[0] :])
+                return
+            self._fail(PROTOCOL, "the instance switched protocols without being asked to")
         if self._reset_parser:
             self._reset_parser = False
             self.parser = HttpResponseParser(self)
@@ -185,6 +192,10 @@ class UpstreamConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
         if 100 <= status < 200:
+            owner = self.owner
+            if status == 101 and owner is not None and owner.active is not None and owner.active.upgrade:
+                self.upgraded = True  # status stays 0: the switch happens after the head (data_received)
+                return
             self.head_lines = []  # an interim response (100 Continue): wait for the final one
             self.has_length = self.chunked = False
             return
