@@ -8,16 +8,18 @@ See docs/configuration.md for every field, its default and its meaning.
 """
 
 from jishi.config._load import load_config, parse_config
-from jishi.config._model import GatewayConfig, ProjectConfig, ServerConfig, listen_url
+from jishi.config._model import GatewayConfig, GatewayTLS, ProjectConfig, ServerConfig, TLSCertificate, listen_url
 from jishi.config._normalize import Overrides, parse_duration
 from jishi.config._problems import ConfigErrors
 
 __all__ = [
     "ConfigErrors",
     "GatewayConfig",
+    "GatewayTLS",
     "Overrides",
     "ProjectConfig",
     "ServerConfig",
+    "TLSCertificate",
     "listen_url",
     "load_config",
     "parse_config",

@@ -17,7 +17,15 @@ from jishi.config.listen import listen_url, parse_listen
 from jishi.errors import ConfigError
 from jishi.registry.model import Name, Route, ServiceSpec
 
-__all__ = ["GatewayConfig", "ProjectConfig", "ServerConfig", "check_listen", "listen_url"]
+__all__ = [
+    "GatewayConfig",
+    "GatewayTLS",
+    "ProjectConfig",
+    "ServerConfig",
+    "TLSCertificate",
+    "check_listen",
+    "listen_url",
+]
 
 
 def check_listen(value: str) -> str:
@@ -41,10 +49,23 @@ class ServerConfig(_Model):
     data_dir: str = ".jishi"  # state.db, logs/; relative paths are resolved against the file's folder
 
 
+class TLSCertificate(_Model):
+    hosts: list[str] = Field(min_length=1)  # server names (SNI) it is for; "*.example.com" covers one label
+    cert: str  # PEM certificate (chain) file; relative paths are resolved against the file's folder
+    key: str  # PEM private key file
+
+
+class GatewayTLS(_Model):
+    cert: str  # the default certificate: for clients without SNI or with a name no `sni` entry has
+    key: str
+    sni: list[TLSCertificate] = Field(default_factory=list)
+
+
 class GatewayConfig(_Model):
     listen: Listen = "127.0.0.1:8080"
     workers: int = Field(default=1, ge=1, le=64)  # processes sharing the port (SO_REUSEPORT)
     access_log: str | None = None  # file for the access log; None: none
+    tls: GatewayTLS | None = None  # serve HTTPS (TLS termination) instead of HTTP on `listen`
 
 
 class ProjectConfig(_Model):

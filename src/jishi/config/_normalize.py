@@ -90,6 +90,7 @@ def normalize(raw: Any, config_dir: FsPath, overrides: Overrides, python: str) -
     server["data_dir"] = str(data_dir)
     if isinstance(gateway.get("access_log"), str):
         gateway["access_log"] = str(_resolve(gateway["access_log"], config_dir))
+    _resolve_tls_paths(gateway.get("tls"), config_dir)
     places = {
         "{python}": python,
         "{config_dir}": str(config_dir),
@@ -114,6 +115,19 @@ def _section(doc: dict[str, Any], name: str, out: Normalized) -> dict[str, Any]:
         value = {}
     doc[name] = value = dict(value)
     return value
+
+
+def _resolve_tls_paths(tls: Any, config_dir: FsPath) -> None:
+    """`gateway.tls`: certificate and key paths are relative to the file's folder (in place; shapes are left to
+    validation)."""
+    if not isinstance(tls, dict):
+        return
+    sni = tls.get("sni")
+    entries = [tls, *(e for e in sni if isinstance(e, dict))] if isinstance(sni, list) else [tls]
+    for entry in entries:
+        for field in ("cert", "key"):
+            if isinstance(entry.get(field), str):
+                entry[field] = str(_resolve(entry[field], config_dir))
 
 
 def _url(listen: Any) -> str:

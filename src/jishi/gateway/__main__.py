@@ -1,4 +1,8 @@
-"""`python -m jishi.gateway --control-plane URL --listen HOST:PORT --state-dir DIR [--workers N]`."""
+"""`python -m jishi.gateway --control-plane URL --listen HOST:PORT --state-dir DIR [--workers N] [TLS options]`.
+
+TLS: `--tls-cert FILE --tls-key FILE` (the default certificate), and `--tls-sni HOSTS CERT KEY` (repeatable;
+HOSTS comma-separated) for more certificates chosen by server name.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from pathlib import Path
 
 import uvloop
 
+from jishi.config import GatewayTLS, TLSCertificate
 from jishi.errors import ConfigError
 from jishi.gateway.main import run, serve
 
@@ -21,8 +26,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="worker processes sharing the port")
     parser.add_argument("--access-log", type=Path, default=None, help="JSON-lines access log file")
     parser.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--tls-cert", default=None, help="serve HTTPS with this PEM certificate (chain)")
+    parser.add_argument("--tls-key", default=None, help="the PEM private key of --tls-cert")
+    parser.add_argument(
+        "--tls-sni",
+        nargs=3,
+        action="append",
+        default=[],
+        metavar=("HOSTS", "CERT", "KEY"),
+        help="another certificate for these server names (comma-separated; *.example.com allowed)",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
+    tls = None
+    if args.tls_cert or args.tls_key or args.tls_sni:
+        if not (args.tls_cert and args.tls_key):
+            parser.error("TLS needs both --tls-cert and --tls-key")
+        sni = [TLSCertificate(hosts=h.split(","), cert=c, key=k) for h, c, k in args.tls_sni]
+        tls = GatewayTLS(cert=args.tls_cert, key=args.tls_key, sni=sni)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
     )
@@ -36,10 +57,11 @@ def main(argv: list[str] | None = None) -> int:
                     access_log=args.access_log,
                     reuse_port=True,
                     worker=args.worker_index,
+                    tls=tls,
                 )
             )
         else:
-            serve(args.control_plane, args.listen, args.state_dir, args.workers, args.access_log)
+            serve(args.control_plane, args.listen, args.state_dir, args.workers, args.access_log, tls=tls)
     except ConfigError as exc:
         print(f"jishi gateway: {exc}", file=sys.stderr)
         return 2

@@ -69,14 +69,15 @@ class _Refused(Exception):
 class ClientConnection(asyncio.Protocol):
     """One client connection; see the module doc."""
 
-    def __init__(self, proxy: Proxy) -> None:
+    def __init__(self, proxy: Proxy, https: bool = False) -> None:
         self.proxy = proxy
+        self.proto = b"https" if https else b"http"  # X-Forwarded-Proto
         self.loop = proxy.loop
         self.pool = proxy.pool
         self.transport: asyncio.Transport | None = None
         self.parser: HttpRequestParser | None = HttpRequestParser(self)
         self.client_ip = b"-"
-        self.forwarded = b""  # "X-Forwarded-For: <ip>\r\nX-Real-IP: <ip>\r\nX-Forwarded-Proto: http\r\n"
+        self.forwarded = b""  # "X-Forwarded-For: <ip>\r\nX-Real-IP: <ip>\r\nX-Forwarded-Proto: http(s)\r\n"
         self.parsing: Exchange | None = None
         self.active: Exchange | None = None
         self.queue: deque[Exchange] = deque()
@@ -113,7 +114,9 @@ class ClientConnection(asyncio.Protocol):
         if peer:
             self.client_ip = str(peer[0]).encode()
         ip = self.client_ip
-        self.forwarded = b"X-Forwarded-For: " + ip + b"\r\nX-Real-IP: " + ip + b"\r\nX-Forwarded-Proto: http\r\n"
+        self.forwarded = (
+            b"X-Forwarded-For: " + ip + b"\r\nX-Real-IP: " + ip + b"\r\nX-Forwarded-Proto: " + self.proto + b"\r\n"
+        )
         self.proxy.clients.add(self)
         self.head_since = self.idle_since
 

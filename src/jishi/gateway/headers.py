@@ -7,7 +7,7 @@ the gateway sets itself:
     Host               kept as the client sent it (added as the instance address if the client sent none)
     X-Forwarded-For    the client's value with the client address appended
     X-Real-IP          the client address
-    X-Forwarded-Proto  "http"
+    X-Forwarded-Proto  "http", or "https" when the client connected over TLS
     X-Forwarded-Host   the client's Host
 
 Framing is redone: a Content-Length body is passed as is; a chunked body is re-chunked (trailers dropped).

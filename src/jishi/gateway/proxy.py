@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl as _ssl
 from typing import TYPE_CHECKING
 
 from jishi.core.routing import RoutingTable
@@ -71,8 +72,11 @@ class Proxy:
         """Route every request from now on by `table`."""
         self.table = table
 
-    async def start(self, host: str = "127.0.0.1", port: int = 8080, *, reuse_port: bool = False) -> int:
-        """Listen on host:port (port 0: any); returns the bound port."""
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 8080, *, reuse_port: bool = False, ssl: _ssl.SSLContext | None = None
+    ) -> int:
+        """Listen on host:port (port 0: any), over TLS with `ssl` (`jishi.gateway.tls.server_context`); returns
+        the bound port."""
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
@@ -82,7 +86,10 @@ class Proxy:
         except OSError:
             sock.close()
             raise
-        self._server = await self.loop.create_server(lambda: ClientConnection(self), sock=sock, backlog=2048)
+        https = ssl is not None
+        self._server = await self.loop.create_server(
+            lambda: ClientConnection(self, https), sock=sock, backlog=2048, ssl=ssl
+        )
         self._housekeeping = self.loop.create_task(self._housekeep())
         return int(sock.getsockname()[1])
 
