@@ -7,13 +7,10 @@ to the client once per event (`flush`); `finish` ends the exchange. Requests on 
 pipelined request waits (with reading paused) until the one before it is answered. Failover is decided by
 `jishi.core.retry.decide` and carried out by `jishi.gateway.failover`.
 
-Refused with a JSON error, after which the connection is closed (lingering: what the client still sends is
-read and dropped for up to 2 s, so the answer is not lost to a reset): anything httptools (llhttp, strict)
-rejects — Content-Length with Transfer-Encoding, duplicate or invalid Content-Length, bad chunk sizes or
-framing, obs-fold, bare CR or LF, invalid header names or values — and besides it two Host headers or
-Transfer-Encoding in HTTP/1.0 (400), a transfer coding other than chunked (501), a head over the proxy's
-`max_head_size` (431), a body over its `max_body_size` (413), a head not complete within `header_timeout`
-(408, from the proxy's housekeeping).
+A request the gateway refuses (`jishi.gateway.limits`: ambiguous framing, too large a head or body; a head not
+complete within the header timeout) is answered with a JSON error, after which the connection closes,
+lingering: what the client still sends is read and dropped for up to `LINGER` seconds, so the answer is not
+lost to a reset.
 
 Flow control: when the client's write buffer is full the instance connection stops reading, and when the
 instance connection's write buffer is full (or a body waits for a connection) the client stops reading.
@@ -24,11 +21,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, NoReturn, cast
+from typing import TYPE_CHECKING, cast
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
 
-from jishi.gateway import dispatch
+from jishi.gateway import dispatch, limits
 from jishi.gateway.exchange import REPLAY_LIMIT, Exchange
 from jishi.gateway.headers import (
     CONNECTION,
@@ -62,10 +59,6 @@ _CHUNK_END = b"0\r\n\r\n"
 _ACTIONS_GET = REQUEST_ACTIONS.get
 
 
-class _Refused(Exception):
-    """Raised from a parser callback to stop parsing: the request is refused (see `ClientConnection.refusal`)."""
-
-
 class ClientConnection(asyncio.Protocol):
     """One client connection; see the module doc."""
 
@@ -86,11 +79,10 @@ class ClientConnection(asyncio.Protocol):
         self.closed = False
         # The request stream is unusable: answer with this refusal (status, code, message) if set, and close.
         self.broken: tuple[int, str, str] | None = None
-        self.refusal: tuple[int, str, str] | None = None  # set by a parser callback before it raises _Refused
         self.max_head = proxy.max_head_size
         self.max_body = proxy.max_body_size
         self.big_body = min(REPLAY_LIMIT, self.max_body)  # a longer body needs a second look
-        self.check_head = False  # this read may hold a request head that must be measured (see _check_head)
+        self.check_head = False  # this read may hold a request head that must be measured (`limits.check_head`)
         self.upgrade_rest = b""  # bytes after an upgrade request's head, for the instance once switched
         self.lingering = 0.0  # loop time a refusal was sent, while the connection is read and dropped until EOF
         self.head_since = 0.0  # loop time an incomplete request head began (the connection's start for the first)
@@ -155,6 +147,24 @@ class ClientConnection(asyncio.Protocol):
         if self.out:
             self.flush()
 
+    def _parse_failed(self, exc: HttpParserError) -> None:
+        refused = limits.refusal_of(exc)
+        if refused is not None:
+            self._refuse(refused.status, refused.code, refused.message)
+        elif isinstance(exc, HttpParserCallbackError):
+            log.error("client %s: request handling failed", self.client_ip.decode(), exc_info=exc.__context__)
+            self._refuse(500, "internal_error", "the gateway failed while reading the request")
+        else:
+            self._refuse(400, "bad_request", f"malformed HTTP request: {exc}")
+
+    def _head_incomplete(self, ex: Exchange, read: int) -> None:
+        """A read ended inside a request head: start its header timer; refuse it once it is too large."""
+        size, first = limits.incomplete_head_size(ex, read)
+        if first and not self.head_since:
+            self.head_since = self.loop.time()
+        if size > self.max_head:
+            self._refuse(431, "head_too_large", f"the request head exceeds the limit of {self.max_head} bytes")
+
     def pause_writing(self) -> None:
         self.write_paused = True
         ex = self.active
@@ -188,7 +198,7 @@ class ClientConnection(asyncio.Protocol):
             ex.lines += (name, b": ", value, _CRLF)
         elif action == HOST:
             if ex.host is not None:
-                self._refuse_parsing(400, "bad_request", "the request has more than one Host header")
+                limits.refuse(400, "bad_request", "the request has more than one Host header")
             ex.host = value
             ex.lines += (name, b": ", value, _CRLF)
         elif action == CONTENT_LENGTH:
@@ -199,7 +209,9 @@ class ClientConnection(asyncio.Protocol):
             if action == FORWARDED_FOR:
                 ex.xff = value if ex.xff is None else ex.xff + b", " + value
             elif action == TRANSFER_ENCODING:
-                self._transfer_encoding(ex, value)
+                assert self.parser is not None
+                limits.transfer_encoding(self.parser, value)
+                ex.chunked_req = True
             elif action == CONNECTION:
                 ex.conn_header = True
                 extra = connection_tokens(value)
@@ -210,24 +222,14 @@ class ClientConnection(asyncio.Protocol):
             elif action == UPGRADE:
                 ex.upgrade = value
 
-    def _transfer_encoding(self, ex: Exchange, value: bytes) -> None:
-        parser = self.parser
-        assert parser is not None
-        if parser.get_http_version() != "1.1":
-            message = "Transfer-Encoding in an HTTP/1.0 request: its framing cannot be trusted"
-            self._refuse_parsing(400, "bad_request", message)
-        if value.strip().lower() != b"chunked":
-            message = f"Transfer-Encoding {value.decode('latin-1')!r} is not supported (only chunked is)"
-            self._refuse_parsing(501, "not_implemented", message)
-        ex.chunked_req = True
-
     def on_headers_complete(self) -> None:
         ex = self.parsing
         parser = self.parser
         assert ex is not None and parser is not None
         ex.method = parser.get_method()
         if self.check_head:
-            self._check_head(ex)
+            self.head_since = 0.0
+            limits.check_head(ex, self.max_head)
         keep_alive = ex.keep_alive = parser.should_keep_alive()  # an upgrade request also ends the connection
         if ex.conn_header:
             ex.http11 = parser.get_http_version() == "1.1"
@@ -245,7 +247,7 @@ class ClientConnection(asyncio.Protocol):
                 ex.replayable = False
             if ex.content_length > self.max_body:
                 message = f"the request body is {ex.content_length} bytes; the limit is {self.max_body}"
-                self._refuse_parsing(413, "body_too_large", message)
+                limits.refuse(413, "body_too_large", message)
         if self.active is None:
             dispatch.start(self, ex)
         else:
@@ -261,7 +263,7 @@ class ClientConnection(asyncio.Protocol):
             ex.body_in += len(body)
             if ex.body_in > self.max_body:
                 message = f"the chunked request body exceeds the limit of {self.max_body} bytes"
-                self._refuse_parsing(413, "body_too_large", message)
+                limits.refuse(413, "body_too_large", message)
             dispatch.body(self, ex, b"%x\r\n" % len(body), body, _CRLF)
         else:
             dispatch.body(self, ex, body)
@@ -339,45 +341,6 @@ class ClientConnection(asyncio.Protocol):
 
     # --- refusals: the request stream cannot go on
 
-    def _refuse_parsing(self, status: int, code: str, message: str) -> NoReturn:
-        """From a parser callback: stop parsing and refuse the request being parsed."""
-        self.refusal = (status, code, message)
-        raise _Refused(message)
-
-    def _parse_failed(self, exc: HttpParserError) -> None:
-        refusal = self.refusal
-        if refusal is not None:
-            self._refuse(*refusal)
-            return
-        if isinstance(exc, HttpParserCallbackError):
-            log.error("client %s: request handling failed", self.client_ip.decode(), exc_info=exc.__context__)
-            self._refuse(500, "internal_error", "the gateway failed while reading the request")
-            return
-        self._refuse(400, "bad_request", f"malformed HTTP request: {exc}")
-
-    def _check_head(self, ex: Exchange) -> None:
-        """A head that came in several reads, or in a read larger than the limit, is measured exactly."""
-        self.head_since = 0.0
-        size = len(ex.url) + len(ex.method) + 12 + sum(map(len, ex.lines)) + ex.head_extra
-        if size > self.max_head:
-            message = f"the request head is {size} bytes; the limit is {self.max_head}"
-            self._refuse_parsing(431, "head_too_large", message)
-
-    def _head_incomplete(self, ex: Exchange, size: int) -> None:
-        """A read ended inside a request head: start its header timer, and refuse it once it is too large.
-
-        The size counted is the head's complete headers at its first read plus every later read (so a header
-        still in the parser's buffer at the first read is missed: the bound is one read more than the limit).
-        """
-        if ex.head_base < 0:
-            ex.head_base = len(ex.url) + sum(map(len, ex.lines)) + ex.head_extra
-            if not self.head_since:
-                self.head_since = self.loop.time()
-        else:
-            ex.head_raw += size
-        if ex.head_base + ex.head_raw > self.max_head:
-            self._refuse(431, "head_too_large", f"the request head exceeds the limit of {self.max_head} bytes")
-
     def _refuse(self, status: int, code: str, message: str) -> None:
         """The request being parsed is refused; after it nothing more can be read from this connection."""
         self.parser = None
@@ -453,6 +416,10 @@ class ClientConnection(asyncio.Protocol):
 
     def close_if_idle(self, cutoff: float) -> bool:
         """Close the connection if no request is in progress and it was idle since before `cutoff`."""
+        if self.lingering:
+            if self.transport is not None:
+                self.transport.close()
+            return True
         if self.active is None and self.parsing is None and not self.queue and self.idle_since <= cutoff:
             self._close()
             return True
