@@ -209,8 +209,10 @@ class ClientConnection(asyncio.Protocol):
             if action == FORWARDED_FOR:
                 ex.xff = value if ex.xff is None else ex.xff + b", " + value
             elif action == TRANSFER_ENCODING:
-                assert self.parser is not None
-                limits.transfer_encoding(self.parser, value)
+                parser = self.parser
+                assert parser is not None
+                if value != b"chunked" or parser.get_http_version() != "1.1":
+                    limits.transfer_encoding(parser, value)
                 ex.chunked_req = True
             elif action == CONNECTION:
                 ex.conn_header = True
