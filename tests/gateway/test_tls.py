@@ -4,6 +4,7 @@ through the gateway, and `gateway.tls` in jishi.yaml."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import ssl
@@ -16,8 +17,9 @@ import pytest
 from gateway_harness import GatewayUnderTest, simple_route, start_backend
 from ws_backend import frame, read_frame
 
-from jishi.config import load_config
+from jishi.config import GatewayTLS, TLSCertificate, load_config
 from jishi.errors import ConfigError
+from jishi.gateway.main import tls_argv
 from jishi.gateway.proxy import Proxy
 from jishi.gateway.tls import server_context
 from jishi.registry.model import Health, Instance
@@ -82,6 +84,8 @@ async def served_certificate(port: int, server_name: str | None) -> bytes:
         return bytes(peer)
     finally:
         writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
 
 
 async def test_https_request_is_forwarded_with_proto_https(
@@ -189,3 +193,21 @@ def test_jishi_yaml_tls_section_resolves_paths(tmp_path: Path) -> None:
         str(tmp_path / "certs/api.pem"),
         "/abs/api.key",
     )
+
+
+def test_gateway_process_serves_https_from_its_tls_options(
+    certs: dict[str, tuple[Path, Path]], procs: ProcessGroup, tmp_path: Path
+) -> None:
+    """`python -m jishi.gateway` with the options `tls_argv` makes listens with TLS and picks SNI certificates."""
+    port = free_port()
+    tls = GatewayTLS(
+        cert=str(certs["default"][0]),
+        key=str(certs["default"][1]),
+        sni=[TLSCertificate(hosts=[NAMES["api"]], cert=str(certs["api"][0]), key=str(certs["api"][1]))],
+    )
+    argv = [sys.executable, "-m", "jishi.gateway", "--control-plane", f"http://127.0.0.1:{free_port()}"]
+    argv += ["--listen", f"127.0.0.1:{port}", "--state-dir", str(tmp_path / "gw"), *tls_argv(tls)]
+    procs.start("gateway", argv)
+    wait_for_port(port, timeout=20)
+    assert asyncio.run(served_certificate(port, NAMES["api"])) == der(certs["api"][0])
+    assert asyncio.run(served_certificate(port, None)) == der(certs["default"][0])

@@ -35,7 +35,7 @@ from jishi.gateway.follower import Follower
 from jishi.gateway.proxy import Proxy
 from jishi.gateway.tls import server_context
 
-__all__ = ["parse_listen", "run", "serve", "tls_context"]
+__all__ = ["parse_listen", "run", "serve", "tls_argv", "tls_context"]
 
 log = logging.getLogger(__name__)
 
@@ -118,10 +118,16 @@ def _worker_argv(
     argv += ["--state-dir", str(state_dir), "--worker-index", str(index)]
     if access_log is not None:
         argv += ["--access-log", f"{access_log}.{index}"]
-    if tls is not None:
-        argv += ["--tls-cert", tls.cert, "--tls-key", tls.key]
-        for entry in tls.sni:
-            argv += ["--tls-sni", ",".join(entry.hosts), entry.cert, entry.key]
+    return argv + tls_argv(tls)
+
+
+def tls_argv(tls: GatewayTLS | None) -> list[str]:
+    """The `python -m jishi.gateway` options that carry `gateway.tls` (empty without TLS)."""
+    if tls is None:
+        return []
+    argv = ["--tls-cert", tls.cert, "--tls-key", tls.key]
+    for entry in tls.sni:
+        argv += ["--tls-sni", ",".join(entry.hosts), entry.cert, entry.key]
     return argv
 
 
