@@ -7,10 +7,12 @@ import base64
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from gateway_harness import GatewayUnderTest, simple_route, start_backend
 from ws_backend import accept_key, frame, read_frame
 
+from jishi.gateway.tunnel import Tunnel
 from jishi.registry.model import Health, Instance
 from jishi.testing import ProcessGroup, free_port, wait_for_port
 
@@ -110,3 +112,50 @@ async def test_upgrade_header_without_connection_upgrade_is_not_forwarded(
     response = await asyncio.wait_for(reader.read(), 5.0)
     writer.close()
     assert response.startswith(b"HTTP/1.1 200 ") and b'"upgrade"' not in response
+
+
+class RecordingTransport:
+    """Just enough of a transport to see what a tunnel end asks of it."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.data = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def pause_reading(self) -> None:
+        self.calls.append("pause_reading")
+
+    def resume_reading(self) -> None:
+        self.calls.append("resume_reading")
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.calls.append("write_eof")
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+    def abort(self) -> None:
+        self.calls.append("abort")
+
+
+def test_tunnel_flow_control_and_half_close() -> None:
+    """A full write buffer on one side pauses reading on the other; EOF is passed on; both EOFs close the tunnel."""
+    proxy = SimpleNamespace(tunnels=set())
+    down, up = RecordingTransport(), RecordingTransport()
+    tunnel = Tunnel(proxy, down, up)  # type: ignore[arg-type]
+    proxy.tunnels.add(tunnel)
+    tunnel.client.data_received(b"to instance")
+    tunnel.upstream.data_received(b"to client")
+    assert (bytes(up.data), bytes(down.data)) == (b"to instance", b"to client")
+    tunnel.client.pause_writing()  # the client is slow: stop reading the instance
+    tunnel.client.resume_writing()
+    assert up.calls == ["pause_reading", "resume_reading"]
+    assert tunnel.client.eof_received() is True  # the client finished sending: half-close toward the instance
+    assert up.calls[-1] == "write_eof" and not tunnel.closed
+    assert tunnel.upstream.eof_received() is False  # now both directions ended
+    assert tunnel.closed and not proxy.tunnels and down.calls[-1] == "close"
