@@ -230,3 +230,18 @@ async def test_request_text_inside_a_chunked_body_stays_body(pair: Pair) -> None
     assert head.startswith(b"POST /a ") and dechunk(body) == inner
     assert pair.respond(OK) == OK
     assert pair.up.take() == b""
+
+
+async def test_trailers_of_a_pipelined_chunked_request_never_become_headers(pair: Pair) -> None:
+    """Trailer fields are dropped, even for a request still waiting its turn: they cannot add or change headers."""
+    feed(
+        pair,
+        b"GET /api/a HTTP/1.1\r\nHost: h\r\n\r\n"
+        b"POST /api/b HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
+        b"0\r\nX-Injected: yes\r\nX-Forwarded-For: 6.6.6.6\r\nHost: evil\r\n\r\n",
+    )
+    pair.up.take()
+    pair.respond(OK)
+    head, _, body = pair.up.take().partition(b"\r\n\r\n")
+    assert head == b"POST /b HTTP/1.1\r\nHost: h\r\n" + XF + b"Transfer-Encoding: chunked\r\nX-Forwarded-Host: h"
+    assert dechunk(body) == b"abc"

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, cast
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
 
 from jishi.gateway import dispatch, limits
-from jishi.gateway.exchange import REPLAY_LIMIT, Exchange
+from jishi.gateway.exchange import REPLAY_LIMIT, Exchange, TrailerSink
 from jishi.gateway.headers import (
     CONNECTION,
     CONTENT_LENGTH,
@@ -57,6 +57,7 @@ _P_UPSTREAM, _P_PENDING, _P_PIPELINE, _P_CLOSING = 1, 2, 4, 8
 _CRLF = b"\r\n"
 _CHUNK_END = b"0\r\n\r\n"
 _ACTIONS_GET = REQUEST_ACTIONS.get
+_TRAILERS = TrailerSink()
 
 
 class ClientConnection(asyncio.Protocol):
@@ -72,6 +73,7 @@ class ClientConnection(asyncio.Protocol):
         self.client_ip = b"-"
         self.forwarded = b""  # "X-Forwarded-For: <ip>\r\nX-Real-IP: <ip>\r\nX-Forwarded-Proto: http(s)\r\n"
         self.parsing: Exchange | None = None
+        self.headers_to: Exchange | None = None  # where header callbacks go: the head's exchange, then trailers
         self.active: Exchange | None = None
         self.queue: deque[Exchange] = deque()
         self.paused = 0
@@ -184,7 +186,7 @@ class ClientConnection(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         ex = self.parsing
         if ex is None:
-            self.parsing = Exchange(self.loop.time(), url)
+            self.parsing = self.headers_to = Exchange(self.loop.time(), url)
         else:
             ex.url += url
 
@@ -192,7 +194,7 @@ class ClientConnection(asyncio.Protocol):
         action = _ACTIONS_GET(name)
         if action is None:
             action = request_action(name)
-        ex = self.parsing
+        ex = self.headers_to
         assert ex is not None
         if action == FORWARD:
             ex.lines += (name, b": ", value, _CRLF)
@@ -250,6 +252,8 @@ class ClientConnection(asyncio.Protocol):
             if ex.content_length > self.max_body:
                 message = f"the request body is {ex.content_length} bytes; the limit is {self.max_body}"
                 limits.refuse(413, "body_too_large", message)
+        if ex.chunked_req:
+            self.headers_to = _TRAILERS  # header callbacks from now on are the body's trailer fields: dropped
         if self.active is None:
             dispatch.start(self, ex)
         else:

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from jishi.core.routing import RouteEntry
     from jishi.gateway.upstream import UpstreamConnection
 
-__all__ = ["IDEMPOTENT", "REPLAY_LIMIT", "Exchange"]
+__all__ = ["IDEMPOTENT", "REPLAY_LIMIT", "Exchange", "TrailerSink"]
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 REPLAY_LIMIT = 64 * 1024  # request bodies up to this size are kept for a retry on another instance
@@ -69,3 +69,22 @@ class Exchange:
     def idempotent(self) -> bool:
         """GET, HEAD, OPTIONS, PUT, DELETE, TRACE: may be sent again after a failure."""
         return self.method in IDEMPOTENT
+
+
+class TrailerSink(Exchange):
+    """Where header callbacks go after a chunked request's head: trailer fields are read and dropped, so they can
+    neither add headers to a request that waits its turn nor change its Host or X-Forwarded-For."""
+
+    def __init__(self) -> None:
+        pass
+
+    def __setattr__(self, name: str, value: object) -> None:
+        pass  # nothing a trailer says is kept
+
+    @property
+    def lines(self) -> list[bytes]:
+        return []  # a fresh list each time: `lines += ...` grows nothing
+
+    @lines.setter
+    def lines(self, value: list[bytes]) -> None:
+        pass
