@@ -84,10 +84,12 @@ class ClientConnection(asyncio.Protocol):
         self.max_head = proxy.max_head_size
         self.max_body = proxy.max_body_size
         self.big_body = min(REPLAY_LIMIT, self.max_body)  # a longer body needs a second look
-        self.check_head = False  # this read may hold a request head that must be measured (`limits.check_head`)
+        self.big_read = False  # a read larger than max_head is being parsed: every head in it is measured
         self.upgrade_rest = b""  # bytes after an upgrade request's head, for the instance once switched
         self.lingering = 0.0  # loop time a refusal was sent, while the connection is read and dropped until EOF
-        self.head_since = 0.0  # loop time an incomplete request head began (the connection's start for the first)
+        # Loop time an incomplete request head began (the connection's start for the first); while set, the head
+        # is measured when complete (`limits.check_head`).
+        self.head_since = 0.0
         self.idle_since = self.loop.time()
         self.out: list[bytes] = []  # response bytes not yet written: flushed once per event
 
@@ -131,21 +133,47 @@ class ClientConnection(asyncio.Protocol):
         parser = self.parser
         if parser is None:
             return
-        self.check_head = len(data) > self.max_head or self.head_since != 0.0
+        if len(data) > self.max_head:
+            self._read_big(parser, data)
+            return
         try:
             parser.feed_data(data)
         except HttpParserUpgrade as exc:
-            # The upgrade request is complete: nothing after it is parsed. If the instance switches protocols
-            # the rest goes to it (`jishi.gateway.tunnel`); otherwise the connection closes after the response.
-            self.parser = None
-            self.pause(_P_CLOSING)
-            self.upgrade_rest = data[exc.args[0] :]
+            self._upgrade_requested(data[exc.args[0] :])
         except HttpParserError as exc:
             self._parse_failed(exc)
         else:
             ex = self.parsing
             if ex is not None and not ex.method:
                 self._head_incomplete(ex, len(data))
+        if self.out:
+            self.flush()
+
+    def _upgrade_requested(self, rest: bytes) -> None:
+        """The upgrade request is complete: nothing after it is parsed. If the instance switches protocols `rest`
+        goes to it (`jishi.gateway.tunnel`); otherwise the connection closes after the response."""
+        self.parser = None
+        self.pause(_P_CLOSING)
+        self.upgrade_rest = rest
+
+    def _read_big(self, parser: HttpRequestParser, data: bytes) -> None:
+        """A read larger than max_head: every head completed in it is measured."""
+        self.big_read = True
+        if not self.head_since:
+            self.head_since = self.loop.time()
+        try:
+            parser.feed_data(data)
+        except HttpParserUpgrade as exc:
+            self._upgrade_requested(data[exc.args[0] :])
+        except HttpParserError as exc:
+            self._parse_failed(exc)
+        finally:
+            self.big_read = False
+        ex = self.parsing
+        if self.parser is not None and ex is not None and not ex.method:
+            self._head_incomplete(ex, len(data))  # the timer goes on from this read
+        else:
+            self.head_since = 0.0
         if self.out:
             self.flush()
 
@@ -207,7 +235,6 @@ class ClientConnection(asyncio.Protocol):
             ex.content_length = int(value) if value.isdigit() else -1
             ex.lines += (name, b": ", value, _CRLF)
         else:
-            ex.head_extra += len(name) + len(value) + 4
             if action == FORWARDED_FOR:
                 ex.xff = value if ex.xff is None else ex.xff + b", " + value
             elif action == TRANSFER_ENCODING:
@@ -231,8 +258,9 @@ class ClientConnection(asyncio.Protocol):
         parser = self.parser
         assert ex is not None and parser is not None
         ex.method = parser.get_method()
-        if self.check_head:
-            self.head_since = 0.0
+        if self.head_since:
+            if not self.big_read:
+                self.head_since = 0.0
             limits.check_head(ex, self.max_head)
         keep_alive = ex.keep_alive = parser.should_keep_alive()  # an upgrade request also ends the connection
         if ex.conn_header:

@@ -32,7 +32,6 @@ class Exchange:
     chunked_req = False
     expect_continue = False
     content_length = -1
-    head_extra = 0  # bytes of request headers not kept in `lines` (counted only against the head size limit)
     head_base = -1  # when the head spans reads: its size known at the first read (-1: it did not span yet)
     head_raw = 0  # bytes read for the head after its first read
     upgrade: bytes | None = None  # the Upgrade header's value, when the request asks to switch protocols

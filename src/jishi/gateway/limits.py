@@ -59,8 +59,13 @@ def transfer_encoding(parser: HttpRequestParser, value: bytes) -> None:
 
 
 def head_size(ex: Exchange) -> int:
-    """The size of the head parsed so far: target, every header with its ": " and CRLF."""
-    return len(ex.url) + sum(map(len, ex.lines)) + ex.head_extra
+    """The size of the head parsed so far: target, every kept header with its ": " and CRLF, X-Forwarded-For.
+
+    Headers the gateway drops (hop-by-hop ones, X-Real-IP, ...) are not counted once complete: they are not
+    kept and never reach an instance. While a head is still arriving every byte read counts
+    (`incomplete_head_size`)."""
+    xff = ex.xff
+    return len(ex.url) + sum(map(len, ex.lines)) + (len(xff) if xff is not None else 0)
 
 
 def check_head(ex: Exchange, limit: int) -> None:
