@@ -14,9 +14,10 @@ A refusal raised inside a parser callback is a `Refused` exception; httptools wr
 `HttpParserCallbackError` whose `__context__` it is (`refusal_of`).
 
 Measuring a head costs nothing in the usual case: a head that starts and ends in one read no larger than the
-limit cannot be too large. Only a read larger than the limit, or a head spread over several reads, is measured
-(`check_head` when the head is complete, `head_incomplete` after each read that ends inside it); the second
-also starts the header timer that the proxy's housekeeping turns into a 408 (`ClientConnection.close_if_slow`).
+limit cannot be too large. Only a read larger than the limit, a head spread over several reads, or the first
+head of a connection is measured (`check_head` when the head is complete, `incomplete_head_size` after each
+read that ends inside it); a read ending inside a head also starts the header timer that the proxy's
+housekeeping turns into a 408 (`ClientConnection.close_if_slow`).
 """
 
 from __future__ import annotations
