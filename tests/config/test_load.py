@@ -291,3 +291,12 @@ def test_no_services_on_purpose_is_allowed_with_a_warning(tmp_path: Path) -> Non
     config = load_config(path)
     assert config.services == {}
     assert any("no services" in w for w in config.warnings)
+
+
+def test_gateway_url_is_https_when_the_gateway_terminates_tls(tmp_path: Path) -> None:
+    """With gateway.tls set, the URL jishi prints and hands out for the gateway is https://."""
+    path = tmp_path / "jishi.yaml"
+    path.write_text("gateway:\n  listen: 127.0.0.1:8443\n  tls: {cert: c.pem, key: k.pem}\nservices: {}\n")
+    config = load_config(path)
+    assert config.gateway_url == "https://127.0.0.1:8443"
+    assert config.gateway.tls is not None and config.gateway.tls.cert == str(tmp_path / "c.pem")

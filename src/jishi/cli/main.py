@@ -166,14 +166,20 @@ def gateway(
     state_dir: Annotated[Path, typer.Option(help="where the last-known-good snapshot lives")] = Path(".jishi/gateway"),
     workers: Annotated[int, typer.Option(min=1, help="worker processes sharing the port")] = 1,
     access_log: Annotated[Path | None, typer.Option(help="JSON-lines access log file")] = None,
+    tls_cert: Annotated[str | None, typer.Option(help="PEM certificate: serve HTTPS (with --tls-key)")] = None,
+    tls_key: Annotated[str | None, typer.Option(help="PEM private key of --tls-cert")] = None,
     log_level: LogLevel = "INFO",
 ) -> None:
     """Run the gateway (HTTP reverse proxy following the control plane) in the foreground."""
+    from jishi.config import GatewayTLS
     from jishi.gateway.main import serve
 
+    if (tls_cert is None) != (tls_key is None):
+        fail("--tls-cert and --tls-key go together: give both to serve HTTPS, or neither", EXIT_CONFIG)
+    tls = GatewayTLS(cert=tls_cert, key=tls_key) if tls_cert and tls_key else None
     _logging(log_level)
     try:
-        serve(_url(ctx), listen, state_dir, workers, access_log)
+        serve(_url(ctx), listen, state_dir, workers, access_log, tls)
     except ConfigError as exc:
         fail(str(exc), EXIT_CONFIG)
 

@@ -34,6 +34,7 @@ from jishi.cli._children import Child, describe_exit
 from jishi.cli._console import err, out
 from jishi.config import ProjectConfig
 from jishi.errors import JishiError
+from jishi.gateway.main import tls_argv
 from jishi.registry import ClusterStatus
 
 __all__ = ["Platform", "StartupError", "run_up"]
@@ -78,6 +79,7 @@ class Platform:
         ]
         if config.gateway.access_log:
             gateway += ["--access-log", config.gateway.access_log]
+        gateway += tls_argv(config.gateway.tls)
         common = ["--log-level", log_level]
         self.server = Child(
             "server",

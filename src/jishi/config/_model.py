@@ -86,7 +86,8 @@ class ProjectConfig(_Model):
 
     @property
     def gateway_url(self) -> str:
-        return listen_url(self.gateway.listen)
+        url = listen_url(self.gateway.listen)
+        return "https://" + url.removeprefix("http://") if self.gateway.tls else url
 
     def to_specs(self) -> tuple[list[ServiceSpec], list[Route]]:
         """What `ControlPlane.apply` takes: every service and every route of the file."""
