@@ -26,6 +26,7 @@ import pstats
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from jishi.gateway import AccessLog, Proxy
 from jishi.gateway.downstream import ClientConnection
 from jishi.gateway.upstream import UpstreamConnection
 from jishi.registry.model import Health, Instance, Route, RouteBackend
+from jishi.testing import MemoryTransport
 
 REQUESTS = {
     # What wrk sends (the nginx comparison in bench/gateway.py).
@@ -79,49 +81,6 @@ RESPONSES = {
 CLIENTS = 64
 
 
-class FakeTransport:
-    """Just enough of an asyncio transport: writes are kept (and counted) in memory."""
-
-    def __init__(self, sink: list[Any] | None, peer: tuple[str, int]) -> None:
-        self.sink = sink
-        self.peer = peer
-        self.protocol: Any = None
-        self.written = 0
-        self.closing = False
-
-    def write(self, data: bytes) -> None:
-        self.written += len(data)
-        if self.sink is not None:
-            self.sink.append(self.protocol)
-
-    def writelines(self, pieces: Any) -> None:
-        for piece in pieces:
-            self.written += len(piece)
-        if self.sink is not None:
-            self.sink.append(self.protocol)
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self.peer if name == "peername" else default
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        self.closing = True
-
-    def abort(self) -> None:
-        self.closing = True
-
-
 def build(access_log: Path | None) -> tuple[Proxy, list[ClientConnection], list[Any]]:
     proxy = Proxy(access_log=AccessLog(access_log) if access_log is not None else None)
     route = Route(name="hello", prefix="/api/hello/", strip_prefix=True, backends=[RouteBackend(service="hello")])
@@ -132,16 +91,13 @@ def build(access_log: Path | None) -> tuple[Proxy, list[ClientConnection], list[
         addr = (inst.address, inst.port)
         for _ in range(CLIENTS):
             conn = UpstreamConnection(proxy.pool, addr)
-            transport = FakeTransport(upstream_sink, addr)
-            transport.protocol = conn
+            transport = MemoryTransport(addr, keep=False, on_write=partial(upstream_sink.append, conn))
             conn.connection_made(transport)  # type: ignore[arg-type]
             proxy.pool.release(conn)
     clients = []
     for i in range(CLIENTS):
         client = ClientConnection(proxy)
-        transport = FakeTransport(None, ("127.0.0.1", 40000 + i))
-        transport.protocol = client
-        client.connection_made(transport)  # type: ignore[arg-type]
+        client.connection_made(MemoryTransport(("127.0.0.1", 40000 + i), keep=False))  # type: ignore[arg-type]
         clients.append(client)
     return proxy, clients, upstream_sink
 

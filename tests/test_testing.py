@@ -67,3 +67,21 @@ def _exists(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_memory_transport_keeps_counts_and_notifies() -> None:
+    """MemoryTransport keeps written bytes (or only counts them), calls on_write, and records closing."""
+    from jishi.testing import MemoryTransport
+
+    kept = MemoryTransport(("127.0.0.1", 1))
+    kept.write(b"ab")
+    kept.writelines([b"c", b"de"])
+    assert kept.take() == b"abcde" and kept.take() == b"" and kept.written == 5
+    calls: list[int] = []
+    counted = MemoryTransport(("127.0.0.1", 2), keep=False, on_write=lambda: calls.append(1))
+    counted.write(b"xyz")
+    counted.writelines([b"1", b"2"])
+    assert counted.take() == b"" and counted.written == 5 and calls == [1, 1]
+    assert counted.get_extra_info("peername") == ("127.0.0.1", 2) and not counted.is_closing()
+    counted.abort()
+    assert counted.is_closing()

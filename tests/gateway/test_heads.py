@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from jishi.core.routing import RoutingTable
@@ -22,51 +20,7 @@ from jishi.gateway.headers import (
 )
 from jishi.gateway.upstream import UpstreamConnection
 from jishi.registry.model import Health, Instance, Route, RouteBackend
-
-
-class MemoryTransport:
-    """An asyncio transport that keeps what is written."""
-
-    def __init__(self, peer: tuple[str, int]) -> None:
-        self.peer = peer
-        self.data = bytearray()
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.data += data
-
-    def writelines(self, pieces: Any) -> None:
-        for piece in pieces:
-            self.data += piece
-
-    def take(self) -> bytes:
-        out = bytes(self.data)
-        self.data.clear()
-        return out
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self.peer if name == "peername" else default
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def can_write_eof(self) -> bool:
-        return False
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = True
+from jishi.testing import MemoryTransport
 
 
 class Pair:
