@@ -26,13 +26,14 @@ import socket
 import sys
 import time
 from types import FrameType
+from urllib.parse import urlsplit
 
 import httpx
 
 from jishi.api import HttpControlPlane
 from jishi.cli._children import Child, describe_exit
 from jishi.cli._console import err, out
-from jishi.config import ProjectConfig
+from jishi.config import ProjectConfig, listen_url
 from jishi.errors import JishiError
 from jishi.gateway.main import tls_argv
 from jishi.registry import ClusterStatus
@@ -53,9 +54,9 @@ class _Stopped(Exception):
 
 
 def _host_port(listen: str) -> tuple[str, int]:
-    host, _, port = listen.rpartition(":")
-    host = host.strip("[]")
-    return ("127.0.0.1" if host in ("0.0.0.0", "") else host), int(port)
+    """Where a client on this machine connects to reach a server listening on `listen`."""
+    url = urlsplit(listen_url(listen))
+    return url.hostname or "127.0.0.1", url.port or 0
 
 
 def _answers(listen: str) -> bool:
