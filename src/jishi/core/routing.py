@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from jishi.core.balancer import DEFAULT_FAIL_TIMEOUT, Balancer, PeerSpec
 
@@ -97,6 +97,10 @@ class RouteEntry:
     read_timeout: float
     retries: int
     balancer: Balancer
+    spec: RouteLike | None = None  # the route record it was built from (its policy sections)
+    # The gateway's per-route policy chain (`jishi.gateway.policy.RoutePolicy`), attached after the build and
+    # carried over to the next table while the route record is unchanged; None: no policy on the route.
+    policy: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +215,7 @@ class RoutingTable:
                     connect_timeout=route.connect_timeout,
                     read_timeout=route.read_timeout,
                     retries=route.retries,
+                    spec=route,
                     balancer=Balancer(
                         unique, fail_timeout=fail_timeout, previous=old.balancer if old is not None else None
                     ),

@@ -1,6 +1,8 @@
 """From a parsed request to an instance: route it, pick a peer, get a connection, send the head and body.
 
-    start(client, ex)              a request head is complete and it is this connection's turn: route it, try
+    start(client, ex)              a request head is complete and it is this connection's turn: route it, ask
+                                   the route's policy chain (`jishi.gateway.policy`) to admit it, then
+    proceed(client, ex, now)       pick a peer and send it
     try_peer(client, ex, same)     pick a peer (or retry `same` on a fresh connection) and get it a connection
     connected(client, ex, ...)     the proxy's connect for `ex` finished
     send(client, ex, conn, now)    send the head (and any body so far) on `conn`
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
     from jishi.gateway.exchange import Exchange
     from jishi.gateway.upstream import UpstreamConnection
 
-__all__ = ["body", "connected", "send", "start", "try_peer"]
+__all__ = ["body", "connected", "proceed", "send", "start", "try_peer"]
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -53,6 +55,16 @@ def start(client: ClientConnection, ex: Exchange) -> None:
     route, ex.path = found
     ex.route = route
     now = client.loop.time()
+    policy = route.policy
+    if policy is not None and not policy.admit(client, ex, now):
+        return  # answered (429, 503, a fallback), or waiting for a bulkhead slot: the policy calls `proceed`
+    proceed(client, ex, now)
+
+
+def proceed(client: ClientConnection, ex: Exchange, now: float) -> None:
+    """`ex` is routed and admitted by its route's policies: pick a peer and send it there."""
+    route = ex.route
+    assert route is not None
     peer = route.balancer.pick(now)
     if peer is None:
         client.error(ex, 503, "no_healthy_instance", f"route {route.name!r} has no healthy instance")

@@ -330,7 +330,10 @@ class ClientConnection(asyncio.Protocol):
     # --- endings
 
     def error(self, ex: Exchange, status: int, code: str, message: str) -> None:
-        """Answer `ex` with a JSON error and finish it."""
+        """Answer `ex` with a JSON error and finish it (or with the route's fallback, when it has one for it)."""
+        policy = ex.policy
+        if policy is not None and policy.on_error(self, ex, status, code, message):
+            return
         close = (
             not ex.keep_alive
             or (ex.expect_continue and not ex.req_done)
@@ -350,7 +353,14 @@ class ClientConnection(asyncio.Protocol):
         ex.finished = True
         if now is None:
             now = self.loop.time()
-        access_log = self.proxy.access_log
+        proxy = self.proxy
+        policy = ex.policy
+        if policy is not None:
+            policy.done(self, ex, now)
+        stats = proxy.stats
+        if stats is not None:
+            stats.record(ex, now)
+        access_log = proxy.access_log
         if access_log is not None:
             access_log.record(self.client_ip, ex, now)
         if self.active is ex:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from jishi.core.balancer import Peer
     from jishi.core.routing import RouteEntry
+    from jishi.gateway.policy import RoutePolicy
     from jishi.gateway.upstream import UpstreamConnection
 
 __all__ = ["IDEMPOTENT", "REPLAY_LIMIT", "Exchange", "TrailerSink"]
@@ -57,6 +58,7 @@ class Exchange:
     status = 0
     bytes_out = 0
     finished = False
+    policy: RoutePolicy | None = None  # the route policy that admitted it; told when it ends (`done`)
 
     def __init__(self, t0: float, url: bytes) -> None:
         self.t0 = t0

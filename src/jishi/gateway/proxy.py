@@ -23,7 +23,7 @@ import ssl as _ssl
 from typing import TYPE_CHECKING
 
 from jishi.core.routing import RoutingTable
-from jishi.gateway import dispatch
+from jishi.gateway import dispatch, policy
 from jishi.gateway.downstream import ClientConnection
 from jishi.gateway.upstream import Pool, UpstreamConnection
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from jishi.core.balancer import Peer
     from jishi.gateway.accesslog import AccessLog
     from jishi.gateway.exchange import Exchange
+    from jishi.gateway.stats import Stats
     from jishi.gateway.tunnel import Tunnel
 
 __all__ = ["Proxy"]
@@ -54,8 +55,9 @@ class Proxy:
         header_timeout: float = 10.0,
     ) -> None:
         self.loop = asyncio.get_running_loop()
-        self.table = table if table is not None else RoutingTable()
+        self.table = RoutingTable()
         self.access_log = access_log
+        self.stats: Stats | None = None  # request metrics (`jishi.gateway.stats`); None: not recorded
         self.keepalive_timeout = keepalive_timeout
         self.max_head_size = max_head_size  # a larger request head is refused with 431
         self.max_body_size = max_body_size  # a larger request body is refused with 413
@@ -67,9 +69,12 @@ class Proxy:
         self._connects: set[asyncio.Task[UpstreamConnection]] = set()
         self._server: asyncio.Server | None = None
         self._housekeeping: asyncio.Task[None] | None = None
+        if table is not None:
+            self.set_table(table)
 
     def set_table(self, table: RoutingTable) -> None:
-        """Route every request from now on by `table`."""
+        """Route every request from now on by `table` (route policies of `previous` kept where unchanged)."""
+        policy.attach(table, self.table, self)
         self.table = table
 
     async def start(

@@ -19,6 +19,21 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from jishi.registry.policies import (
+    AccessLogSpec,
+    ActiveHealthCheck,
+    AdaptiveConcurrency,
+    BreakerPolicy,
+    BulkheadPolicy,
+    Duration,
+    Fallback,
+    LoadBalancing,
+    OutlierDetection,
+    RateLimit,
+    RetryPolicy,
+    Rewrite,
+)
+
 PREFIX = "/jishi/"
 SERVICES = "/jishi/services/"
 ROUTES = "/jishi/routes/"
@@ -115,6 +130,19 @@ class Route(_Model):
     connect_timeout: float = Field(1.0, gt=0)
     read_timeout: float = Field(30.0, gt=0)  # waiting for the response head of one try
     retries: int = Field(2, ge=0, le=10)  # extra tries on another instance when connecting/sending fails
+    # Traffic policies (`jishi.registry.policies`); each is off when absent.
+    lb: LoadBalancing | None = None
+    health_check: ActiveHealthCheck | None = None
+    outlier: OutlierDetection | None = None
+    retry: RetryPolicy | None = None  # overrides `retries` when given
+    timeout: Duration | None = Field(None, gt=0)  # the whole request, every try included
+    rewrite: Rewrite | None = None
+    access_log: AccessLogSpec | None = None
+    rate_limit: RateLimit | None = None
+    concurrency: AdaptiveConcurrency | None = None
+    bulkhead: BulkheadPolicy | None = None
+    breaker: BreakerPolicy | None = None
+    fallback: Fallback | None = None
 
 
 class GatewayInfo(_Model):
