@@ -8,6 +8,7 @@ Layout of the store (every value is UTF-8 JSON of the model named):
     /jishi/gateways/<id>                 GatewayInfo     a running gateway; attached to its lease
     /jishi/agents/<id>                   AgentInfo       a running agent; attached to its lease
     /jishi/kv/<key>                      (user data)     the user's own configuration KV
+    /jishi/events/<id>                   EventRecord     what happened (instance exits, scale, alerts ...)
 
 An instance takes traffic when its health is PASSING or WARNING and it is not draining.
 """
@@ -41,6 +42,7 @@ INSTANCES = "/jishi/instances/"
 GATEWAYS = "/jishi/gateways/"
 AGENTS = "/jishi/agents/"
 KV = "/jishi/kv/"
+EVENTS = "/jishi/events/"
 
 Name = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$")]
 
@@ -143,6 +145,22 @@ class Route(_Model):
     bulkhead: BulkheadPolicy | None = None
     breaker: BreakerPolicy | None = None
     fallback: Fallback | None = None
+
+
+class EventRecord(_Model):
+    """One thing that happened, kept in the store (with retention) for `jishi events` and the dashboard.
+
+    kind is dotted: instance.started, instance.exited, instance.restarted, instance.health, instance.ejected,
+    instance.restored, service.scaled, config.applied, alert.firing, alert.resolved, ...
+    """
+
+    id: str = ""  # assigned when stored; sorts by time
+    time: float  # unix seconds
+    kind: str
+    subject: str  # what it is about: "catalog/catalog-3f9a1c", "catalog", a route or alert name
+    reason: str  # a sentence for people
+    level: Literal["info", "warning", "error"] = "info"
+    labels: dict[str, str] = Field(default_factory=dict)
 
 
 class GatewayInfo(_Model):
