@@ -20,12 +20,14 @@ import contextlib
 import logging
 import socket
 import ssl as _ssl
+from collections import deque
 from typing import TYPE_CHECKING
 
 from jishi.core.routing import RoutingTable
 from jishi.gateway import dispatch, policy
 from jishi.gateway.downstream import ClientConnection
 from jishi.gateway.upstream import Pool, UpstreamConnection
+from jishi.registry.model import EventRecord
 
 if TYPE_CHECKING:
     from jishi.core.balancer import Peer
@@ -58,6 +60,8 @@ class Proxy:
         self.table = RoutingTable()
         self.access_log = access_log
         self.stats: Stats | None = None  # request metrics (`jishi.gateway.stats`); None: not recorded
+        # What happened in this gateway (ejections, breaker changes) since the last report to the control plane.
+        self.events: deque[EventRecord] = deque(maxlen=1000)
         self.keepalive_timeout = keepalive_timeout
         self.max_head_size = max_head_size  # a larger request head is refused with 431
         self.max_body_size = max_body_size  # a larger request body is refused with 413
