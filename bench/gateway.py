@@ -1,19 +1,27 @@
-"""Benchmark: the jishi gateway against nginx, in front of the same backends, in the same run.
+"""Benchmark: the jishi gateway against nginx and HAProxy, in front of the same instances, in the same run.
 
-    uv run python bench/gateway.py [--duration 4] [--rounds 3] [--quick]
+    uv run python bench/gateway.py              # 3 interleaved rounds at 64 and at 256 connections (~2 min)
+    uv run python bench/gateway.py --quick      # 1 round of 2 s at each level: a smoke run
+    uv run python bench/gateway.py --bare       # jishi without its policy chain, for comparison
+    uv run --group bench python bench/gateway.py --profile     # + a py-spy profile of jishi during a c64 round
+    uv run python bench/gateway.py --features   # CPU per request of each chain section alone (jishi only)
 
-What it does (about a minute):
-1. installs nginx and wrk from Debian packages when they are missing (`apt-get install -y nginx-light wrk`);
-2. starts two fast hello instances (bench/hello.py: uvloop + httptools, 200 "ok");
-3. starts a real `jishi server`, and feeds it the route and the two instances through its HTTP API, as in
-   production; starts `jishi gateway` (1 worker) following it;
-4. starts nginx (1 worker, upstream keepalive 128, access log off) proxying to the same two instances;
-5. pins each proxy to CPU 0 (`taskset`) while wrk, the instances and the control plane share CPU 1;
-6. runs interleaved rounds of wrk (1 thread) at 64 connections, then 256, alternating nginx and jishi;
-7. prints a table (req/s, p50, p99, CPU µs per request of the proxy's processes; the median round of each)
-   and a last line `RESULT {json}`.
+What it does:
+1. installs nginx-light, haproxy and wrk from Debian packages when missing (`bench/peers.py`);
+2. starts two fast hello instances (bench/hello.py: uvloop + httptools, 200 "ok") and a real `jishi server`;
+   puts the route and registers both instances through the server's HTTP API, as agents and `jishi up` do;
+3. starts `jishi gateway` (1 worker) following the server, nginx (1 worker) and HAProxy (1 thread), all
+   proxying to the same two instances;
+4. pins each proxy to CPU 0 (`taskset`) while wrk (1 thread), the instances and the server share CPU 1;
+5. runs interleaved rounds of wrk (nginx, haproxy, jishi; the order rotates each round) at 64 connections, then
+   at 256; CPU per request comes from the user + system time of each proxy's processes (/proc/<pid>/stat);
+6. prints a table (the median round of each: req/s, p50, p99, CPU µs per request, of which in the kernel) and a
+   last line `RESULT {json}` with the medians and jishi's ratios to each peer.
 
-`--access-log` runs the jishi gateway with its access log on (nginx keeps its own off).
+jishi's route carries its **full policy chain** unless `--bare`: least-request balancing, outlier detection, a
+circuit breaker, a rate limit far above the load, the route's access log (to a file) and the gateway's metrics
+(request stats on and its admin listener up, when the gateway has one). What the gateway does not implement yet
+simply has no effect; the RESULT line says which sections were seen working (`chain_seen`).
 """
 
 from __future__ import annotations
@@ -25,80 +33,67 @@ import os
 import re
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import measure
+import peers
+import pyspy
 
 from jishi.api import HttpControlPlane
 from jishi.registry import Health, Instance, Route, RouteBackend
+from jishi.registry.policies import AccessLogSpec, BreakerPolicy, LoadBalancing, OutlierDetection, RateLimit
 from jishi.testing import free_port, wait_for_port
 
 HERE = Path(__file__).resolve().parent
 PROXY_CPU = "0"
 LOAD_CPU = "1"
-
-NGINX_CONF = """
-worker_processes 1;
-daemon off;
-master_process on;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    keepalive_requests 100000;
-    upstream backends {{
-        server 127.0.0.1:{b0};
-        server 127.0.0.1:{b1};
-        keepalive 128;
-    }}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://backends;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Real-IP $remote_addr;
-            proxy_set_header X-Forwarded-Proto $scheme;
-        }}
-    }}
-}}
-"""
+SECTIONS = ("lb", "outlier", "breaker", "rate_limit", "access_log", "metrics")
+ADMIN_OPTIONS = ("--admin-listen", "--admin", "--metrics-listen")  # the gateway's admin/metrics listener
 
 
-def ensure_tools() -> None:
-    missing = [tool for tool in ("nginx", "wrk", "taskset") if shutil.which(tool) is None]
-    if not missing:
-        return
-    print(f"installing {', '.join(missing)} from Debian packages …", flush=True)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "nginx-light", "wrk", "util-linux"], check=True, env=env)
+def bench_route(name: str, prefix: str, sections: set[str], tmp: Path) -> Route:
+    """The route jishi serves the benchmark by, with the policy sections named in `sections`."""
+    policies: dict[str, object] = {}
+    if "lb" in sections:
+        policies["lb"] = LoadBalancing(policy="least_request")
+    if "outlier" in sections:
+        policies["outlier"] = OutlierDetection(consecutive_5xx=5, consecutive_gateway_errors=5)
+    if "breaker" in sections:
+        policies["breaker"] = BreakerPolicy(window_size=100, minimum_calls=20)
+    if "rate_limit" in sections:
+        policies["rate_limit"] = RateLimit(requests=10_000_000, period=1.0)  # per client IP, far above the load
+    if "access_log" in sections:
+        policies["access_log"] = AccessLogSpec(path=str(tmp / f"access-{name}.log"))
+    backends = [RouteBackend(service="hello")]
+    return Route(name=name, prefix=prefix, backends=backends, **policies)  # type: ignore[arg-type]
 
 
 class Procs:
+    """Processes of the run, each in a session of its own (so its process group is its CPU account)."""
+
     def __init__(self, logdir: Path) -> None:
         self.logdir = logdir
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self, name: str, argv: list[str], cpu: str) -> subprocess.Popen[bytes]:
-        log = open(self.logdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(["taskset", "-c", cpu, *argv], stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
+        with open(self.logdir / f"{name}.log", "wb") as log:
+            proc = subprocess.Popen(["taskset", "-c", cpu, *argv], stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)  # fmt: skip
         self.procs.append(proc)
         return proc
+
+    def show_logs(self, lines: int = 15) -> None:
+        """The last lines of every process's log (after a failure)."""
+        for path in sorted(self.logdir.glob("*.log")):
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+            if tail:
+                print(f"--- {path.name}\n" + "\n".join(tail), file=sys.stderr)
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
@@ -112,17 +107,58 @@ class Procs:
                 proc.wait()
 
 
-async def feed_control_plane(cp_url: str, ports: list[int]) -> None:
-    """Put the route and register both instances, as agents and `jishi up` do."""
+@dataclass
+class Target:
+    name: str
+    url: str
+    pgid: int
+
+
+@dataclass
+class Jishi:
+    """One `jishi gateway` process of the run, and what its chain needs checking."""
+
+    target: Target
+    admin_url: str | None
+    access_logs: list[Path]
+
+
+def gateway_options() -> set[str]:
+    """The long options `python -m jishi.gateway` accepts (read from its --help)."""
+    out = subprocess.run([sys.executable, "-m", "jishi.gateway", "--help"], capture_output=True, text=True).stdout
+    return set(re.findall(r"--[a-z][a-z-]+", out))
+
+
+def start_jishi(
+    procs: Procs, name: str, cp_url: str, tmp: Path, sections: set[str], prefix: str, options: set[str]
+) -> Jishi:
+    port = free_port()
+    argv = [sys.executable, "-m", "jishi.gateway", "--control-plane", cp_url, "--listen", f"127.0.0.1:{port}",
+            "--state-dir", str(tmp / f"gateway-{name}"), "--log-level", "WARNING"]  # fmt: skip
+    admin_url = None
+    admin = next((opt for opt in ADMIN_OPTIONS if opt in options), None)
+    if "metrics" in sections and admin is not None:
+        admin_port = free_port()
+        argv += [admin, f"127.0.0.1:{admin_port}"]
+        admin_url = f"http://127.0.0.1:{admin_port}"
+    proc = procs.start(f"gateway-{name}", argv, PROXY_CPU)
+    logs = [tmp / f"access-{name}.log"] if "access_log" in sections else []
+    return Jishi(Target(f"jishi-{name}" if name != "main" else "jishi", f"http://127.0.0.1:{port}{prefix}",
+                        proc.pid), admin_url, logs)  # fmt: skip
+
+
+async def feed_control_plane(cp_url: str, ports: list[int], routes: list[Route]) -> None:
+    """Put the routes and register both instances, as agents and `jishi up` do."""
     async with HttpControlPlane(cp_url) as cp:
-        await cp.put_route(Route(name="bench", prefix="/", backends=[RouteBackend(service="hello")]))
+        for route in routes:
+            await cp.put_route(route)
         lease = await cp.grant_lease(3600)
         for i, port in enumerate(ports):
             await cp.register_instance(Instance(id=f"hello-{i}", service="hello", port=port, pid=None), lease)
             await cp.set_health("hello", f"hello-{i}", Health.PASSING)
 
 
-def wait_serving(url: str, timeout: float = 15.0) -> None:
+def wait_serving(url: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -134,66 +170,139 @@ def wait_serving(url: str, timeout: float = 15.0) -> None:
     raise RuntimeError(f"{url} did not answer 200 within {timeout} s")
 
 
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+def run_once(target: Target, conns: int, seconds: int) -> dict[str, float]:
+    """One wrk run against `target`, with the CPU its processes spent meanwhile."""
+    cpu0 = measure.group_cpu(target.pgid)
+    report = measure.run_wrk(target.url, conns, seconds, LOAD_CPU)
+    cpu = measure.group_cpu(target.pgid) - cpu0
+    run = measure.parse_wrk(report)
+    n = run["requests"] or 1.0
+    run["cpu_us"] = cpu.total / n * 1e6
+    run["sys_us"] = cpu.system / n * 1e6
+    return run
 
 
-def _ms(text: str) -> float:
-    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
-    assert m, text
-    return float(m.group(1)) * _UNITS[m.group(2)]
+def interleaved(
+    targets: list[Target], levels: list[int], rounds: int, seconds: int
+) -> dict[tuple[str, int], list[dict[str, float]]]:
+    """`rounds` rounds at each connection level, every target once per round, the order rotating."""
+    results: dict[tuple[str, int], list[dict[str, float]]] = {}
+    for target in targets:
+        measure.run_wrk(target.url, 64, 1, LOAD_CPU)  # warm-up: connections, pools, caches
+    for conns in levels:
+        for r in range(rounds):
+            order = targets[r % len(targets) :] + targets[: r % len(targets)]
+            for target in order:
+                run = run_once(target, conns, seconds)
+                results.setdefault((target.name, conns), []).append(run)
+                print(f"  c{conns:<3d} round {r + 1} {target.name:14s} {run['rps']:>9.0f} req/s  p50 "
+                      f"{run['p50_ms']:6.2f} ms  p99 {run['p99_ms']:6.2f} ms  cpu {run['cpu_us']:5.1f} µs/req "
+                      f"(kernel {run['sys_us']:4.1f})", flush=True)  # fmt: skip
+    return results
 
 
-def group_cpu_seconds(pgid: int) -> float:
-    """User + system CPU seconds of every live process in process group `pgid` (from /proc)."""
-    ticks = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+def table(results: dict[tuple[str, int], list[dict[str, float]]]) -> dict[str, float]:
+    """Print the median round of each target and level; the same numbers as a flat dict."""
+    print(f"\n{'proxy':14s} {'conns':>5s} {'req/s':>9s} {'p50 ms':>7s} {'p99 ms':>7s} {'cpu µs/req':>10s} "
+          f"{'kernel':>6s} {'errors':>6s}")  # fmt: skip
+    summary: dict[str, float] = {}
+    for (name, conns), runs in results.items():
+        m = measure.median_run(runs)
+        errors = m["non2xx"] + m["socket_errors"]
+        print(f"{name:14s} {conns:>5d} {m['rps']:>9.0f} {m['p50_ms']:>7.2f} {m['p99_ms']:>7.2f} "
+              f"{m['cpu_us']:>10.1f} {m['sys_us']:>6.1f} {errors:>6.0f}")  # fmt: skip
+        key = name.replace("-", "_")
+        summary[f"{key}_rps_c{conns}"] = round(m["rps"], 1)
+        summary[f"{key}_p50_ms_c{conns}"] = round(m["p50_ms"], 3)
+        summary[f"{key}_p99_ms_c{conns}"] = round(m["p99_ms"], 3)
+        summary[f"{key}_cpu_us_c{conns}"] = round(m["cpu_us"], 2)
+        summary[f"{key}_sys_us_c{conns}"] = round(m["sys_us"], 2)
+        summary[f"{key}_errors_c{conns}"] = errors
+    return summary
+
+
+def ratios(summary: dict[str, float], levels: list[int], peer_names: list[str]) -> None:
+    """Add jishi's ratio to each peer: throughput (above 1: jishi faster), p99 and CPU (below 1: jishi better)."""
+    for conns in levels:
+        for peer in peer_names:
+            if f"{peer}_rps_c{conns}" not in summary:
+                continue
+            summary[f"ratio_{peer}_c{conns}"] = round(
+                summary[f"jishi_rps_c{conns}"] / summary[f"{peer}_rps_c{conns}"], 3
+            )
+            summary[f"p99_ratio_{peer}_c{conns}"] = round(
+                summary[f"jishi_p99_ms_c{conns}"] / summary[f"{peer}_p99_ms_c{conns}"], 3
+            )
+            if summary[f"{peer}_cpu_us_c{conns}"]:
+                summary[f"cpu_ratio_{peer}_c{conns}"] = round(
+                    summary[f"jishi_cpu_us_c{conns}"] / summary[f"{peer}_cpu_us_c{conns}"], 3
+                )
+
+
+def chain_seen(jishi: Jishi, route: str) -> dict[str, object]:
+    """What of the chain showed itself working: access log bytes, metrics naming the route, policy state."""
+    seen: dict[str, object] = {"access_log_bytes": sum(p.stat().st_size for p in jishi.access_logs if p.exists())}
+    if jishi.admin_url is not None:
         try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:  # fields after the command: state ppid pgrp ... utime(11) stime(12)
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+            text = httpx.get(f"{jishi.admin_url}/metrics", timeout=2).text
+            seen["metrics_lines_for_route"] = sum(1 for line in text.splitlines() if f'"{route}"' in line)
+        except httpx.HTTPError as exc:
+            seen["metrics_error"] = str(exc)
+    return seen
 
 
-def wrk(url: str, connections: int, duration: float, pgid: int | None = None) -> dict[str, float]:
-    seconds = max(1, round(duration))
-    argv = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
-    cpu0 = group_cpu_seconds(pgid) if pgid is not None else 0.0
-    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
-    cpu = group_cpu_seconds(pgid) - cpu0 if pgid is not None else 0.0
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    socket_errors = re.search(r"Socket errors: (.*)", out)
-    return {
-        "rps": rps,
-        "p50_ms": p50,
-        "p99_ms": p99,
-        "cpu_us": cpu / total * 1e6 if total else 0.0,
-        "non2xx": float(errors.group(1)) if errors else 0.0,
-        "socket_errors": 1.0 if socket_errors else 0.0,
-    }
+def policy_state(cp_url: str, route: str) -> object:
+    """The control plane's view of the route's policies (GET /v1/stats), if it has one yet."""
+    try:
+        reply = httpx.get(f"{cp_url}/v1/stats", timeout=2)
+        return reply.json().get("policies", {}).get(route) if reply.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+def profile(target: Target, seconds: int, out_dir: Path) -> str:
+    """py-spy on jishi's gateway during one more c64 round (not counted); the report, also saved in `out_dir`."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(spy).exists():
+        raise SystemExit("py-spy is missing: run with `uv run --group bench python bench/gateway.py --profile`")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    folded = out_dir / "gateway-profile.folded"
+    argv = pyspy.record_argv(target.pgid, seconds, folded)
+    argv[0] = spy
+    with subprocess.Popen(["taskset", "-c", LOAD_CPU, *argv], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE) as spying:  # fmt: skip
+        time.sleep(0.3)  # attached before the load starts
+        run = run_once(target, 64, seconds + 1)
+        _, err = spying.communicate(timeout=seconds + 60)
+    if spying.returncode != 0 or not folded.exists():
+        raise RuntimeError(f"py-spy failed ({spying.returncode}): {err.decode(errors='replace')}")
+    text = (f"py-spy on the jishi gateway (pid {target.pgid}) during a c64 wrk run: {run['rps']:.0f} req/s under "
+            f"the profiler, {run['cpu_us']:.1f} µs CPU/req (kernel {run['sys_us']:.1f})\n\n")  # fmt: skip
+    text += pyspy.report(pyspy.parse_collapsed(folded.read_text()))
+    (out_dir / "gateway-profile.txt").write_text(text + "\n")
+    return text
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--duration", type=float, default=4.0, help="seconds per wrk run")
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds at 64 connections")
+    ap.add_argument("--duration", type=int, default=4, help="seconds per wrk run")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds at each connection level")
     ap.add_argument("--quick", action="store_true", help="1 round of 2 s at each level")
-    ap.add_argument("--access-log", action="store_true", help="run the jishi gateway with its access log on")
+    ap.add_argument("--bare", action="store_true", help="jishi without its policy chain")
+    ap.add_argument("--chain", default=",".join(SECTIONS), help=f"chain sections to turn on (of {','.join(SECTIONS)})")
+    ap.add_argument("--features", action="store_true", help="jishi only: bare, each section alone, and all of them")
+    ap.add_argument("--profile", action="store_true", help="py-spy on jishi during one more c64 round")
+    ap.add_argument("--out", type=Path, default=HERE / "results", help="where --profile writes its files")
     args = ap.parse_args()
     if args.quick:
-        args.duration, args.rounds = 2.0, 1
+        args.duration, args.rounds = 2, 1
+    sections = set() if args.bare else {s.strip() for s in args.chain.split(",") if s.strip()}
+    if unknown := sections - set(SECTIONS):
+        ap.error(f"unknown chain sections {sorted(unknown)}; choose from {','.join(SECTIONS)}")
     if (os.cpu_count() or 1) < 2:
         print("this benchmark pins proxies and load to different CPUs; it needs 2 of them", file=sys.stderr)
         return 2
-    ensure_tools()
+    peers.ensure_tools()
     tmp = Path(tempfile.mkdtemp(prefix="jishi-bench-"))
     procs = Procs(tmp)
     py = sys.executable
@@ -201,75 +310,79 @@ def main() -> int:
         ports = [free_port(), free_port()]
         for i, port in enumerate(ports):
             procs.start(f"hello{i}", [py, str(HERE / "hello.py"), str(port)], LOAD_CPU)
-        cp_port, gw_port, ngx_port = free_port(), free_port(), free_port()
+        cp_port = free_port()
         procs.start("server", [py, "-m", "jishi.server", "--listen", f"127.0.0.1:{cp_port}", "--data-dir",
                                str(tmp / "server"), "--log-level", "WARNING"], LOAD_CPU)  # fmt: skip
         for port in (*ports, cp_port):
             wait_for_port(port, timeout=20)
         cp_url = f"http://127.0.0.1:{cp_port}"
-        gw_argv = [py, "-m", "jishi.gateway", "--control-plane", cp_url, "--listen", f"127.0.0.1:{gw_port}",
-                   "--state-dir", str(tmp / "gateway"), "--log-level", "WARNING"]  # fmt: skip
-        if args.access_log:
-            gw_argv += ["--access-log", str(tmp / "access.log")]
-        gateway = procs.start("gateway", gw_argv, PROXY_CPU)
-        asyncio.run(feed_control_plane(cp_url, ports))
-        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-            (tmp / sub).mkdir()
-        conf = tmp / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(tmp=tmp, b0=ports[0], b1=ports[1], port=ngx_port))
-        nginx = procs.start("nginx", ["nginx", "-c", str(conf), "-p", str(tmp)], PROXY_CPU)
-        targets = {"nginx": f"http://127.0.0.1:{ngx_port}/", "jishi": f"http://127.0.0.1:{gw_port}/"}
-        groups = {"nginx": nginx.pid, "jishi": gateway.pid}  # each started in a session of its own
-        for url in targets.values():
-            wait_serving(url)
-        print("jishi gateway fed by a real `jishi server` through its HTTP API (route + 2 instances)")
-        print(f"proxies pinned to CPU {PROXY_CPU}; wrk (1 thread), 2 hello instances and the server on CPU {LOAD_CPU}")
-        levels = [(64, args.rounds), (256, max(1, args.rounds - 1))]
-        results: dict[tuple[str, int], list[dict[str, float]]] = {}
-        for url in targets.values():
-            wrk(url, 64, 1.0)  # warm-up: connections, pools, caches
-        for conns, rounds in levels:
-            for r in range(rounds):
-                order = list(targets.items()) if r % 2 == 0 else list(reversed(targets.items()))
-                for name, url in order:
-                    res = wrk(url, conns, args.duration, groups[name])
-                    results.setdefault((name, conns), []).append(res)
-                    print(f"  c{conns} round {r + 1} {name:6s} {res['rps']:>9.0f} req/s  p50 {res['p50_ms']:.2f} ms"
-                          f"  p99 {res['p99_ms']:.2f} ms  cpu {res['cpu_us']:.1f} µs/req", flush=True)  # fmt: skip
-        print()
-        print(f"{'proxy':8s} {'conns':>5s} {'req/s':>10s} {'p50 ms':>8s} {'p99 ms':>8s} {'cpu µs/req':>10s} "
-              f"{'errors':>7s}")  # fmt: skip
-        summary: dict[str, float] = {}
-        for (name, conns), runs in results.items():
-            rps = statistics.median(r["rps"] for r in runs)
-            p50 = statistics.median(r["p50_ms"] for r in runs)
-            p99 = statistics.median(r["p99_ms"] for r in runs)
-            cpu = statistics.median(r["cpu_us"] for r in runs)
-            errors = sum(r["non2xx"] + r["socket_errors"] for r in runs)
-            summary[f"{name}_rps_c{conns}"] = round(rps, 1)
-            summary[f"{name}_p50_ms_c{conns}"] = round(p50, 3)
-            summary[f"{name}_p99_ms_c{conns}"] = round(p99, 3)
-            summary[f"{name}_cpu_us_c{conns}"] = round(cpu, 2)
-            summary[f"{name}_errors_c{conns}"] = errors
-            print(f"{name:8s} {conns:>5d} {rps:>10.0f} {p50:>8.2f} {p99:>8.2f} {cpu:>10.1f} {errors:>7.0f}")
-        for conns, _ in levels:
-            summary[f"ratio_nginx_c{conns}"] = round(summary[f"jishi_rps_c{conns}"] / summary[f"nginx_rps_c{conns}"], 3)
-            summary[f"p99_ratio_nginx_c{conns}"] = round(
-                summary[f"jishi_p99_ms_c{conns}"] / summary[f"nginx_p99_ms_c{conns}"], 3
-            )
-            if summary[f"nginx_cpu_us_c{conns}"]:  # CPU per request: steadier than req/s on a shared machine
-                summary[f"cpu_ratio_nginx_c{conns}"] = round(
-                    summary[f"jishi_cpu_us_c{conns}"] / summary[f"nginx_cpu_us_c{conns}"], 3
-                )
-        print(f"\njishi/nginx throughput at 64 connections: {summary['ratio_nginx_c64']:.2f}x; "
-              f"p99 latency ratio {summary['p99_ratio_nginx_c64']:.2f}x (lower is better)")  # fmt: skip
-        summary["feed"] = "control_plane_api"  # type: ignore[assignment]
-        summary["jishi_access_log"] = args.access_log  # type: ignore[assignment]
+        options = gateway_options()
+        if args.features:
+            return features(procs, cp_url, ports, tmp, options, args)
+        jishi = start_jishi(procs, "main", cp_url, tmp, sections, "/", options)
+        asyncio.run(feed_control_plane(cp_url, ports, [bench_route("bench", "/", sections, tmp)]))
+        ngx_port, ha_port = free_port(), free_port()
+        nginx = procs.start("nginx", peers.nginx_argv(tmp, ngx_port, ports), PROXY_CPU)
+        haproxy = procs.start("haproxy", peers.haproxy_argv(tmp, ha_port, ports), PROXY_CPU)
+        targets = [Target("nginx", f"http://127.0.0.1:{ngx_port}/", nginx.pid),
+                   Target("haproxy", f"http://127.0.0.1:{ha_port}/", haproxy.pid), jishi.target]  # fmt: skip
+        for target in targets:
+            wait_serving(target.url)
+        chain = ",".join(s for s in SECTIONS if s in sections) or "none (--bare)"
+        print(f"jishi gateway fed by a real `jishi server` through its HTTP API (route + 2 instances); chain: {chain}")
+        if "metrics" in sections and jishi.admin_url is None:
+            print("  (this gateway has no admin listener option yet: metrics run as the gateway does by default)")
+        print(f"proxies pinned to CPU {PROXY_CPU} (1 worker each); wrk (1 thread), 2 hello instances and the server "
+              f"on CPU {LOAD_CPU}")  # fmt: skip
+        levels = [64, 256]
+        results = interleaved(targets, levels, args.rounds, args.duration)
+        summary: dict[str, object] = dict(table(results))
+        ratios(summary, levels, ["nginx", "haproxy"])  # type: ignore[arg-type]
+        print(f"\njishi/nginx throughput: {summary['ratio_nginx_c64']:.2f}x at 64 connections, "
+              f"{summary['ratio_nginx_c256']:.2f}x at 256; jishi/haproxy {summary['ratio_haproxy_c64']:.2f}x and "
+              f"{summary['ratio_haproxy_c256']:.2f}x; p99 vs nginx at 64: {summary['p99_ratio_nginx_c64']:.2f}x "
+              "(lower is better)")  # fmt: skip
+        summary["jishi_chain"] = [s for s in SECTIONS if s in sections]
+        summary["chain_seen"] = chain_seen(jishi, "bench")
+        summary["policy_state"] = policy_state(cp_url, "bench")
+        summary["rounds"], summary["seconds_per_run"] = args.rounds, args.duration
+        if args.profile:
+            print("\n" + profile(jishi.target, args.duration, args.out))
+            print(f"(profile written to {args.out / 'gateway-profile.txt'} and gateway-profile.folded)")
         print("RESULT " + json.dumps(summary, sort_keys=True))
         return 0
+    except Exception:
+        procs.show_logs()
+        raise
     finally:
         procs.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def features(
+    procs: Procs, cp_url: str, ports: list[int], tmp: Path, options: set[str], args: argparse.Namespace
+) -> int:
+    """jishi alone, once per chain configuration (one gateway process each, all started at once), c64 rounds."""
+    configs = {"bare": set(), **{s: {s} for s in SECTIONS}, "full": set(SECTIONS)}
+    gateways = {
+        name: start_jishi(procs, name, cp_url, tmp, secs, f"/{name}/", options) for name, secs in configs.items()
+    }
+    routes = [bench_route(name, f"/{name}", secs, tmp) for name, secs in configs.items()]
+    asyncio.run(feed_control_plane(cp_url, ports, routes))
+    for g in gateways.values():
+        wait_serving(g.target.url)
+    print(f"jishi only, one gateway per chain configuration, {args.rounds} interleaved rounds at 64 connections")
+    results = interleaved([g.target for g in gateways.values()], [64], args.rounds, args.duration)
+    summary: dict[str, object] = dict(table(results))
+    bare = summary["jishi_bare_cpu_us_c64"]
+    print(f"\n{'section':12s} {'cpu µs/req':>10s} {'vs bare':>8s}")
+    for name in configs:
+        cpu = summary[f"jishi_{name}_cpu_us_c64"]
+        summary[f"cost_us_{name}"] = round(cpu - bare, 2)  # type: ignore[operator]
+        print(f"{name:12s} {cpu:>10.1f} {cpu - bare:>+8.1f}")  # type: ignore[operator]
+    summary["chain_seen"] = {name: chain_seen(g, name) for name, g in gateways.items() if name in ("full", "metrics")}
+    print("RESULT " + json.dumps(summary, sort_keys=True))
+    return 0
 
 
 if __name__ == "__main__":
