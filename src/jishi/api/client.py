@@ -21,16 +21,27 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, RootModel, TypeAdapter
 
 from jishi.api import wire
+from jishi.api.event_stream import follow_events
 from jishi.api.resume import resumable_watch
 from jishi.errors import ControlPlaneUnavailable
-from jishi.registry.model import AgentInfo, GatewayInfo, Health, Instance, Route, ServiceSpec
+from jishi.registry.model import (
+    AgentInfo,
+    EventRecord,
+    GatewayInfo,
+    Health,
+    Instance,
+    RestartRequest,
+    Route,
+    ServiceSpec,
+)
 from jishi.registry.registry import ClusterStatus
 from jishi.store import Event, KeyValue
 
 if TYPE_CHECKING:
+    from jishi.alerting.rules import AlertingConfig, SilenceSpec
     from jishi.registry.protocol import ControlPlane
 
 __all__ = ["HttpControlPlane"]
@@ -201,6 +212,10 @@ class HttpControlPlane:
     async def list_agents(self) -> list[AgentInfo]:
         return _AGENTS.validate_python(await self._call("GET", "/v1/agents"))
 
+    async def report_gateway(self, gateway_id: str, report: dict[str, Any]) -> None:
+        body = RootModel[dict[str, Any]](report)
+        await self._call("POST", f"/v1/gateways/{_seg(gateway_id)}/report", body=body)
+
     # ---- user KV --------------------------------------------------------------------------------------
 
     async def kv_get(self, key: str, *, prefix: bool = False) -> list[KeyValue]:
@@ -212,6 +227,81 @@ class HttpControlPlane:
 
     async def kv_delete(self, key: str, *, prefix: bool = False) -> int:
         return int((await self._call("DELETE", f"/v1/kv/{quote(key)}", prefix=prefix))["deleted"])
+
+    # ---- events ---------------------------------------------------------------------------------------
+
+    async def record_event(self, event: EventRecord) -> EventRecord:
+        return EventRecord.model_validate(await self._call("POST", "/v1/events", body=event))
+
+    async def events(
+        self,
+        *,
+        since: str | None = None,
+        limit: int = 100,
+        kind: str | None = None,
+        subject: str | None = None,
+    ) -> list[EventRecord]:
+        reply = await self._call("GET", "/v1/events", since=since, limit=limit, kind=kind, subject=subject)
+        return wire.EventListReply.model_validate(reply).events
+
+    async def follow_events(
+        self, since: str | None = None, *, kind: str | None = None, subject: str | None = None
+    ) -> AsyncIterator[EventRecord]:
+        """Events after the id `since` (None: from now on), then new ones, resuming across reconnects."""
+        async for event in follow_events(
+            self._client,
+            since,
+            kind=kind,
+            subject=subject,
+            idle_timeout=self._watch_idle,
+            connect_timeout=self._timeout,
+        ):
+            yield event
+
+    # ---- restart requests -----------------------------------------------------------------------------
+
+    async def request_restart(self, service: str, instance_id: str, reason: str = "") -> RestartRequest:
+        path = self._instance_path(service, instance_id) + "/restart"
+        await self._call("POST", path, body=wire.RestartBody(reason=reason))
+        return RestartRequest(service=service, instance=instance_id, requested_at=0.0, reason=reason)
+
+    async def clear_restart(self, service: str, instance_id: str) -> None:
+        await self._call("DELETE", self._instance_path(service, instance_id) + "/restart")
+
+    # ---- alerting -------------------------------------------------------------------------------------
+
+    async def alerts(self) -> dict[str, Any]:
+        """`GET /v1/alerts`: {"alerts": [...pending and firing...], "silences": [...], "inactive_rules": [...]}."""
+        reply: dict[str, Any] = await self._call("GET", "/v1/alerts")
+        return reply
+
+    async def put_alerting(self, config: AlertingConfig) -> bool:
+        """Store the alerting settings; False when they were already exactly these."""
+        return bool((await self._call("PUT", "/v1/alerting", body=config))["changed"])
+
+    async def get_alerting(self) -> AlertingConfig | None:
+        from jishi.alerting.rules import AlertingConfig
+
+        reply = await self._call("GET", "/v1/alerting")
+        return None if reply.get("config") is None else AlertingConfig.model_validate(reply["config"])
+
+    async def add_silence(
+        self, matchers: dict[str, str] | str, *, duration: float, comment: str = "", created_by: str = ""
+    ) -> SilenceSpec:
+        from jishi.alerting.rules import SilenceSpec
+
+        body = wire.SilenceRequest.model_construct(
+            matchers=matchers, duration=duration, comment=comment, created_by=created_by
+        )
+        return SilenceSpec.model_validate(await self._call("POST", "/v1/silences", body=body))
+
+    async def list_silences(self) -> list[SilenceSpec]:
+        from jishi.alerting.rules import SilenceSpec
+
+        return [SilenceSpec.model_validate(s) for s in (await self._call("GET", "/v1/silences"))["silences"]]
+
+    async def remove_silence(self, silence_id: str) -> None:
+        await self._call("DELETE", f"/v1/silences/{_seg(silence_id)}")
 
 
 def _param(value: object) -> str:

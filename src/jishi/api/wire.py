@@ -28,7 +28,7 @@ from jishi.errors import (
     NotFoundError,
     StoreError,
 )
-from jishi.registry.model import AgentInfo, GatewayInfo, Health, Instance, Route, ServiceSpec
+from jishi.registry.model import AgentInfo, EventRecord, GatewayInfo, Health, Instance, Route, ServiceSpec
 from jishi.store import Event, EventType, KeyValue
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "ApplyRequest",
     "ErrorBody",
     "ErrorReply",
+    "EventListReply",
     "GatewayRegistration",
     "HealthUpdate",
     "InstanceRegistration",
@@ -43,8 +44,10 @@ __all__ = [
     "KvReply",
     "LeaseReply",
     "LeaseRequest",
+    "RestartBody",
     "RevisionReply",
     "ScaleRequest",
+    "SilenceRequest",
     "WireKeyValue",
     "error_from_reply",
     "error_reply",
@@ -127,6 +130,23 @@ class ScaleRequest(BaseModel):
 class ApplyRequest(BaseModel):
     services: list[ServiceSpec] = Field(default_factory=list)
     routes: list[Route] = Field(default_factory=list)
+
+
+class EventListReply(BaseModel):
+    events: list[EventRecord]
+
+
+class RestartBody(BaseModel):
+    reason: str = ""
+
+
+class SilenceRequest(BaseModel):
+    matchers: dict[str, str] | str = Field(
+        description='label = value pairs, or matcher text as in alert rules: service="catalog",severity=~"crit.*"'
+    )
+    duration: float = Field(gt=0, description="seconds the silence holds, from now")
+    comment: str = ""
+    created_by: str = ""
 
 
 class ErrorBody(BaseModel):

@@ -9,6 +9,9 @@ Layout of the store (every value is UTF-8 JSON of the model named):
     /jishi/agents/<id>                   AgentInfo       a running agent; attached to its lease
     /jishi/kv/<key>                      (user data)     the user's own configuration KV
     /jishi/events/<id>                   EventRecord     what happened (instance exits, scale, alerts ...)
+    /jishi/restarts/<service>/<id>       RestartRequest  an operator asked to restart this instance (its lease)
+    /jishi/silences/<id>                 (SilenceSpec)   a silence of alerts (`jishi.alerting.SilenceSpec`)
+    /jishi/config/alerting               (AlertingConfig) the `alerting:` section of the applied jishi.yaml
 
 An instance takes traffic when its health is PASSING or WARNING and it is not draining.
 """
@@ -43,6 +46,9 @@ GATEWAYS = "/jishi/gateways/"
 AGENTS = "/jishi/agents/"
 KV = "/jishi/kv/"
 EVENTS = "/jishi/events/"
+RESTARTS = "/jishi/restarts/"
+SILENCES = "/jishi/silences/"
+ALERTING_CONFIG = "/jishi/config/alerting"
 
 Name = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$")]
 
@@ -163,6 +169,15 @@ class EventRecord(_Model):
     labels: dict[str, str] = Field(default_factory=dict)
 
 
+class RestartRequest(_Model):
+    """An operator's request to restart one instance; the agent running it carries it out and clears it."""
+
+    service: Name
+    instance: str
+    requested_at: float  # unix seconds
+    reason: str = ""
+
+
 class GatewayInfo(_Model):
     id: str
     url: str
@@ -187,3 +202,7 @@ def route_key(name: str) -> str:
 
 def instance_key(service: str, instance_id: str) -> str:
     return f"{INSTANCES}{service}/{instance_id}"
+
+
+def restart_key(service: str, instance_id: str) -> str:
+    return f"{RESTARTS}{service}/{instance_id}"

@@ -10,9 +10,18 @@ Keys and values at this level are `str` (UTF-8); watch events carry store `KeyVa
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
-from jishi.registry.model import AgentInfo, GatewayInfo, Health, Instance, Route, ServiceSpec
+from jishi.registry.model import (
+    AgentInfo,
+    EventRecord,
+    GatewayInfo,
+    Health,
+    Instance,
+    RestartRequest,
+    Route,
+    ServiceSpec,
+)
 from jishi.store import Event, KeyValue
 
 
@@ -61,8 +70,37 @@ class ControlPlane(Protocol):
     async def list_gateways(self) -> list[GatewayInfo]: ...
     async def register_agent(self, info: AgentInfo, lease_id: int) -> None: ...
     async def list_agents(self) -> list[AgentInfo]: ...
+    async def report_gateway(self, gateway_id: str, report: dict[str, Any]) -> None:
+        """A gateway's metrics report (every second; `jishi.gateway.stats`), with its recent events."""
+        ...
 
     # --- user KV (keys are relative to /jishi/kv/)
     async def kv_get(self, key: str, *, prefix: bool = False) -> list[KeyValue]: ...
     async def kv_put(self, key: str, value: str) -> int: ...
     async def kv_delete(self, key: str, *, prefix: bool = False) -> int: ...
+
+    # --- events (`jishi.registry.events`: ids sort by time; kind/subject match their dotted/slashed children)
+    async def record_event(self, event: EventRecord) -> EventRecord:
+        """Store `event` under a new id; returns it with that id."""
+        ...
+
+    async def events(
+        self,
+        *,
+        since: str | None = None,
+        limit: int = 100,
+        kind: str | None = None,
+        subject: str | None = None,
+    ) -> list[EventRecord]:
+        """Oldest first: the newest `limit` matching events, or the first `limit` after the id `since`."""
+        ...
+
+    def follow_events(
+        self, since: str | None = None, *, kind: str | None = None, subject: str | None = None
+    ) -> AsyncIterator[EventRecord]:
+        """The matching events after the id `since` (None: from now on), then each new one, until closed."""
+        ...
+
+    # --- restart requests: the agent running the instance restarts it, then clears the request
+    async def request_restart(self, service: str, instance_id: str, reason: str = "") -> RestartRequest: ...
+    async def clear_restart(self, service: str, instance_id: str) -> None: ...

@@ -15,6 +15,9 @@ Every record is the JSON of its pydantic model at the key `jishi.registry.model`
   rewritten, so followers see only real changes.
 - `reap(now)` deletes instances past their deregistration deadline (`jishi.core.deregister`), each guarded by
   its mod_revision so an instance that recovered in the meantime stays.
+- events, restart requests, alerting settings and silences are `jishi.registry.operations` (a mixin). `scale`
+  records a `service.scaled` event when the count changed; `apply` records `config.applied` (what changed) in
+  the same txn as the change.
 """
 
 from __future__ import annotations
@@ -22,14 +25,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from jishi.core import deregister
 from jishi.errors import LeaseNotFoundError, NotFoundError, StoreError
 from jishi.registry import model as m
-from jishi.registry.model import AgentInfo, GatewayInfo, Health, Instance, Route, ServiceSpec
+from jishi.registry.events import EventIds
+from jishi.registry.model import AgentInfo, EventRecord, GatewayInfo, Health, Instance, Route, ServiceSpec
+from jishi.registry.operations import Operations
 from jishi.store import Compare, CompareOp, CompareTarget, Delete, Event, KeyValue, Op, Put, Store
 
 if TYPE_CHECKING:
@@ -65,12 +70,13 @@ def _encode(record: BaseModel) -> bytes:
     return record.model_dump_json().encode()
 
 
-class Registry:
-    """The `ControlPlane` protocol implemented in-process on a `Store`. `wall` stamps `health_since`."""
+class Registry(Operations):
+    """The `ControlPlane` protocol implemented in-process on a `Store`. `wall` stamps `health_since` and events."""
 
     def __init__(self, store: Store, *, wall: Callable[[], float] = time.time) -> None:
         self.store = store
         self._wall = wall
+        self._event_ids = EventIds()
 
     # ---- raw reads and watches ------------------------------------------------------------------------
 
@@ -185,10 +191,23 @@ class Registry:
             raise NotFoundError(f"service {name!r} does not exist")
 
     async def scale(self, name: str, instances: int) -> ServiceSpec:
+        before: list[int] = []
+
         def change(spec: ServiceSpec) -> ServiceSpec:
+            before[:] = [spec.instances]
             return ServiceSpec.model_validate({**spec.model_dump(), "instances": instances})
 
-        return await self._update(m.service_key(name), ServiceSpec, change, f"service {name!r}")
+        spec = await self._update(m.service_key(name), ServiceSpec, change, f"service {name!r}")
+        if before and before[0] != spec.instances:
+            event = EventRecord(
+                time=self._wall(),
+                kind="service.scaled",
+                subject=name,
+                reason=f"scaled from {before[0]} to {spec.instances} instances",
+                labels={"service": name, "from": str(before[0]), "to": str(spec.instances)},
+            )
+            await self.record_event(event)
+        return spec
 
     # ---- routes ---------------------------------------------------------------------------------------
 
@@ -222,6 +241,7 @@ class Registry:
         ops += [Put(key, value) for key, value in wanted.items() if key not in current or current[key].value != value]
         if not ops:
             return await self.store.revision()
+        ops.append(self._event_put(_applied_event(ops, self._wall()))[1])
         result = await self.store.txn([], ops)
         log.info(
             "applied %d services and %d routes (%d changes) at revision %d",
@@ -245,6 +265,23 @@ class Registry:
 
     async def list_agents(self) -> list[AgentInfo]:
         return await self._list(m.AGENTS, AgentInfo)
+
+    # Where gateway reports go once their events are stored (the server's `jishi.server.stats.StatsBoard`).
+    report_sink: Callable[[str, dict[str, Any]], None] | None = None
+
+    async def report_gateway(self, gateway_id: str, report: dict[str, Any]) -> None:
+        """Store the events of a gateway's report (`record_event`), then hand the report to `report_sink`."""
+        record = getattr(self, "record_event", None)
+        for raw in report.get("events") or ():
+            try:
+                event = m.EventRecord.model_validate(raw)
+            except ValidationError as exc:
+                log.warning("gateway %s reported an invalid event (not stored): %s", gateway_id, exc)
+                continue
+            if record is not None:
+                await record(event)
+        if self.report_sink is not None:
+            self.report_sink(gateway_id, report)
 
     # ---- user KV (keys relative to /jishi/kv/; returned KeyValues carry relative keys too) --------------
 
@@ -295,6 +332,19 @@ class Registry:
             if (await self.store.txn([guard], [Put(raw, _encode(new), lease=kvs[0].lease)])).succeeded:
                 return new
         raise StoreError(f"could not update {what}: it kept changing under {MAX_CONFLICT_RETRIES} attempts")
+
+
+def _applied_event(ops: Sequence[Op], now: float) -> EventRecord:
+    """The `config.applied` event of an apply's writes: which services and routes were set or removed."""
+    changed: dict[str, list[str]] = {"services": [], "routes": [], "removed services": [], "removed routes": []}
+    for op in ops:
+        key = op.key.decode()
+        for prefix, what in ((m.SERVICES, "services"), (m.ROUTES, "routes")):
+            if key.startswith(prefix):
+                changed[what if isinstance(op, Put) else f"removed {what}"].append(key[len(prefix) :])
+    parts = [f"{what}: {', '.join(sorted(names))}" for what, names in changed.items() if names]
+    labels = {what.replace(" ", "_"): ",".join(sorted(names)) for what, names in changed.items() if names}
+    return EventRecord(time=now, kind="config.applied", subject="config", reason="; ".join(parts), labels=labels)
 
 
 if TYPE_CHECKING:  # mypy checks that Registry satisfies the protocol
