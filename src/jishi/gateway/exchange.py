@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from jishi.core.balancer import Peer
     from jishi.core.routing import RouteEntry
     from jishi.gateway.policy import RoutePolicy
+    from jishi.gateway.policy_rewrite import ResponseEdits
     from jishi.gateway.upstream import UpstreamConnection
 
 __all__ = ["IDEMPOTENT", "REPLAY_LIMIT", "Exchange", "TrailerSink"]
@@ -59,6 +60,21 @@ class Exchange:
     bytes_out = 0
     finished = False
     policy: RoutePolicy | None = None  # the route policy that admitted it; told when it ends (`done`)
+    # Per-try accounting of routes with a peer group, retry budget or total timeout (`jishi.gateway.balancing`).
+    deadline = 0.0  # loop time the route's total timeout runs out (0: none)
+    tracked = False  # the current try is counted (in flight on its peer, in the retry budget)
+    try_start = 0.0  # loop time the current try started
+    retry_held = False  # holds a retry slot of the route's budget until the try it was taken for ends
+    # What the route's policy chain holds for it (`jishi.gateway.policy`): bits of held resources, the
+    # adaptive limiter's in-flight count at admission, a bulkhead ticket while queued, when the breaker's
+    # permit was taken, the status that decides the breaker's outcome when a fallback replaced an error, and
+    # the route's response header edits.
+    held = 0
+    inflight = 0
+    ticket = 0
+    permit_at = 0.0
+    failed_status = 0
+    response_edits: ResponseEdits | None = None
 
     def __init__(self, t0: float, url: bytes) -> None:
         self.t0 = t0

@@ -6,39 +6,426 @@ A route with no policy section gets none and pays nothing. The hot path calls th
 
     admit(client, ex, now) -> bool      before a peer is picked: True goes on (`dispatch.proceed`); False means the
                                         policy answered (429, 503, a fallback) or holds the request (a bulkhead
-                                        queue) and calls `dispatch.proceed` itself later
+                                        queue, a Redis decision) and calls `dispatch.proceed` itself later
     done(client, ex, now)               the exchange it admitted is over (its status and timings are final)
     on_error(client, ex, status, code, message) -> bool
                                         the gateway is about to answer `ex` with an error: True if the policy
                                         answered instead (a configured fallback)
+
+The chain, outermost first (each stage only when its section is set):
+
+    rate_limit   429 rate_limited + Retry-After     local limiter per key, or Redis (`policy_limit`)
+    concurrency  503 overloaded                     adaptive limit (AIMD / gradient), learns from each response
+    bulkhead     503 bulkhead_full                  max concurrent; a bounded queue waits up to max_wait
+    breaker      503 circuit_open + Retry-After     one outcome per exchange: its final status (retries
+                                                    counted once) and its duration from the permit
+    rewrite      path and request headers now, response headers in `relay.head` (`policy_rewrite`)
+    → retries and load balancing (dispatch, failover) → fallback (`on_error`, for the listed reasons)
+
+What an exchange holds (a concurrency slot, a bulkhead slot or queue ticket, a breaker permit) is recorded in
+`ex.held` and given back in `done`, whatever ended it (a response, an error, the client leaving). A request the
+chain itself refused gives its permits back without an outcome. Breaker state changes are appended to
+`proxy.events` (kind "route.breaker", subject the route) and logged. `state()` is read by the report code.
+`close(table)` ends the policies of a table (Redis clients, access logs) when the proxy stops.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import logging
+import random
+import time
+from typing import TYPE_CHECKING, Any
+
+from jishi.core.resilience import Admission, BreakerState
+from jishi.gateway import dispatch
+from jishi.gateway.policy_answers import answer, refuse
+from jishi.gateway.policy_build import ROUTE_SECTIONS, Compiled, compile_route
+from jishi.registry.model import EventRecord
 
 if TYPE_CHECKING:
     from jishi.core.routing import RoutingTable
     from jishi.gateway.downstream import ClientConnection
     from jishi.gateway.exchange import Exchange
     from jishi.gateway.proxy import Proxy
+    from jishi.ratelimit import Verdict
 
-__all__ = ["RoutePolicy", "attach"]
+__all__ = ["ROUTE_SECTIONS", "RoutePolicy", "attach", "close"]
+
+log = logging.getLogger(__name__)
+
+# Bits of `Exchange.held`.
+_CONC, _BULK, _WAIT, _PERMIT, _REFUSED = 1, 2, 4, 8, 16
+_OPEN_LIKE = (BreakerState.OPEN, BreakerState.FORCED_OPEN)
+# Error codes of the gateway → the fallback reason (`Fallback.on`) they stand for.
+_REASONS = {
+    "circuit_open": "breaker_open",
+    "rate_limited": "rate_limited",
+    "no_healthy_instance": "no_instance",
+    "upstream_failed": "upstream_failed",
+    "upstream_unavailable": "upstream_failed",
+    "upstream_timeout": "timeout",
+    "gateway_timeout": "timeout",
+    "overloaded": "overloaded",
+    "bulkhead_full": "overloaded",
+}
+_closing: set[asyncio.Task[None]] = set()  # policies of replaced routes being closed (`close` awaits them)
 
 
 class RoutePolicy:
     """The policies of one route; see the module doc."""
 
+    def __init__(self, c: Compiled, proxy: Proxy) -> None:
+        self.name = c.name
+        self.c = c
+        self.proxy = proxy
+        self.loop = proxy.loop
+        self.breaker = c.breaker
+        self._bstate = c.breaker.state if c.breaker is not None else None
+        self.rate_limited = 0
+        self.shed = 0
+        self._rng = random.Random()
+        self._tasks: set[asyncio.Task[Verdict]] = set()
+        self._waiters: dict[int, tuple[ClientConnection, Exchange, int]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._flush: asyncio.TimerHandle | None = None
+        stages = []
+        if c.gate is not None:
+            stages.append(self._rate_limit)
+        if c.limiter is not None:
+            stages.append(self._concurrency)
+        if c.bulkhead is not None:
+            stages.append(self._bulkhead)
+        if c.breaker is not None:
+            stages.append(self._breaker)
+        if c.rewrite is not None or c.response_edits is not None:
+            stages.append(self._rewrite)
+        self._stages = tuple(stages)
+
+    # --- the hot path
+
     def admit(self, client: ClientConnection, ex: Exchange, now: float) -> bool:
         ex.policy = self
+        for i, stage in enumerate(self._stages):  # noqa: SIM110 - a plain loop is cheaper than all(generator)
+            if not stage(client, ex, now, i):
+                return False
         return True
 
     def done(self, client: ClientConnection, ex: Exchange, now: float) -> None:
-        pass
+        held = ex.held
+        if held:
+            ex.held = 0
+            self._release(ex, held, now)
+        access_log = self.c.access_log
+        if access_log is not None:
+            sample = self.c.sample
+            if sample >= 1.0 or ex.status >= 400 or self._rng.random() < sample:
+                access_log.record(client.client_ip, ex, now)
+                if self._flush is None:
+                    self._flush = self.loop.call_later(access_log.interval, self._flush_log)
 
     def on_error(self, client: ClientConnection, ex: Exchange, status: int, code: str, message: str) -> bool:
+        reason = _REASONS.get(code)
+        if reason is None or reason not in self.c.fallback_on:
+            return False
+        self._fallback(client, ex, status, reason)
+        return True
+
+    # --- stages: each returns True to go on, False when it answered or holds the request
+
+    def _continue(self, client: ClientConnection, ex: Exchange, start: int) -> None:
+        """Go on with the chain from stage `start` after a wait (a Redis answer, a bulkhead slot)."""
+        if ex.finished or client.closed:
+            return
+        now = self.loop.time()
+        stages = self._stages
+        for i in range(start, len(stages)):
+            if not stages[i](client, ex, now, i):
+                client.flush()
+                return
+        dispatch.proceed(client, ex, now)
+        client.flush()
+
+    def _rate_limit(self, client: ClientConnection, ex: Exchange, now: float, i: int) -> bool:
+        gate = self.c.gate
+        assert gate is not None
+        key = gate.key_of(client, ex)
+        redis = gate.redis
+        if redis is not None:
+            task = self.loop.create_task(redis.acquire(key.decode("latin-1")))
+            self._tasks.add(task)
+            task.add_done_callback(lambda t: self._redis_answered(t, client, ex, i))
+            return False
+        retry = gate.decide(key, now)
+        if retry:
+            self._limited(client, ex, retry)
+            return False
+        return True
+
+    def _redis_answered(self, task: asyncio.Task[Verdict], client: ClientConnection, ex: Exchange, i: int) -> None:
+        self._tasks.discard(task)
+        if task.cancelled() or ex.finished or client.closed:
+            return
+        error = task.exception()
+        if error is not None:
+            log.error("route %s: rate limit decision failed; admitting the request", self.name, exc_info=error)
+        elif not task.result().allowed:
+            self._limited(client, ex, task.result().retry_after)
+            client.flush()
+            return
+        self._continue(client, ex, i + 1)
+
+    def _limited(self, client: ClientConnection, ex: Exchange, retry: float) -> None:
+        self.rate_limited += 1
+        spec = self.c.spec.rate_limit
+        assert spec is not None
+        message = f"route {self.name!r}: more than {spec.requests} requests per {spec.period:g} s"
+        self._refuse(client, ex, "rate_limited", 429, "rate_limited", message, retry)
+
+    def _concurrency(self, client: ClientConnection, ex: Exchange, now: float, i: int) -> bool:
+        limiter = self.c.limiter
+        assert limiter is not None
+        inflight = limiter.try_acquire()
+        if inflight:
+            ex.inflight = inflight
+            ex.held |= _CONC
+            return True
+        self.shed += 1
+        message = f"route {self.name!r} is at its concurrency limit of {limiter.limit} requests in progress"
+        self._refuse(client, ex, "overloaded", 503, "overloaded", message, None)
         return False
+
+    def _bulkhead(self, client: ClientConnection, ex: Exchange, now: float, i: int) -> bool:
+        bulkhead = self.c.bulkhead
+        assert bulkhead is not None
+        admission, ticket = bulkhead.enter(now)
+        if admission is Admission.RUN:
+            ex.held |= _BULK
+            return True
+        if admission is Admission.WAIT:
+            ex.ticket = ticket
+            ex.held |= _WAIT
+            self._waiters[ticket] = (client, ex, i)
+            self._arm_bulkhead()
+            return False
+        self.shed += 1
+        message = f"route {self.name!r} has {bulkhead.max_concurrent} requests in progress"
+        message += f" and {bulkhead.waiting} waiting" if bulkhead.max_queue else ""
+        self._refuse(client, ex, "overloaded", 503, "bulkhead_full", message, None)
+        return False
+
+    def _breaker(self, client: ClientConnection, ex: Exchange, now: float, i: int) -> bool:
+        breaker = self.breaker
+        assert breaker is not None
+        if breaker.try_acquire(now):
+            ex.held |= _PERMIT
+            ex.permit_at = now
+            if breaker.state is not self._bstate:
+                self._breaker_changed()
+            return True
+        if breaker.state is not self._bstate:
+            self._breaker_changed()
+        state = breaker.state
+        deadline = breaker.next_deadline()
+        if state is BreakerState.OPEN and deadline is not None:
+            retry: float | None = deadline - now
+        elif state is BreakerState.HALF_OPEN:
+            retry = 1.0  # every probe is out: the answer comes with them
+        else:
+            retry = None  # forced open: until the operator says otherwise
+        message = f"route {self.name!r}: the circuit breaker is {state.value.replace('_', '-')}"
+        self._refuse(client, ex, "breaker_open", 503, "circuit_open", message, retry, state=state.value)
+        return False
+
+    def _rewrite(self, client: ClientConnection, ex: Exchange, now: float, i: int) -> bool:
+        rewrite = self.c.rewrite
+        if rewrite is not None:
+            rewrite.apply(ex)
+        ex.response_edits = self.c.response_edits
+        return True
+
+    # --- answers
+
+    def _refuse(
+        self,
+        client: ClientConnection,
+        ex: Exchange,
+        reason: str,
+        status: int,
+        code: str,
+        message: str,
+        retry: float | None,
+        **fields: Any,
+    ) -> None:
+        ex.held |= _REFUSED
+        if reason in self.c.fallback_on:
+            self._fallback(client, ex, status, reason)
+        else:
+            refuse(client, ex, status, code, message, retry, **fields)
+
+    def _fallback(self, client: ClientConnection, ex: Exchange, status: int, reason: str) -> None:
+        ex.failed_status = status
+        fb_status, content_type, body = self.c.fallback
+        answer(client, ex, fb_status, content_type, body, b"X-Jishi-Fallback: %s\r\n" % reason.encode())
+
+    # --- giving back what an exchange held
+
+    def _release(self, ex: Exchange, held: int, now: float) -> None:
+        c = self.c
+        status = ex.failed_status or ex.status
+        ignored = held & _REFUSED or status == 499
+        if held & _PERMIT:
+            breaker = self.breaker
+            assert breaker is not None
+            if ignored:
+                breaker.release(now)
+            elif status in c.failure_statuses:
+                breaker.on_failure(now, now - ex.permit_at)
+            else:
+                breaker.on_success(now, now - ex.permit_at)
+            if breaker.state is not self._bstate:
+                self._breaker_changed()
+        if held & _CONC:
+            limiter = c.limiter
+            assert limiter is not None
+            if ignored:
+                limiter.release_ignored()
+            else:
+                limiter.release(ex.inflight, now - ex.t0, 502 <= status <= 504)
+        if held & _WAIT:
+            self._waiters.pop(ex.ticket, None)
+            assert c.bulkhead is not None
+            c.bulkhead.cancel(ex.ticket)
+        if held & _BULK:
+            self._leave_bulkhead(now)
+
+    def _leave_bulkhead(self, now: float) -> None:
+        """A bulkhead slot is free: hand it to the oldest waiter still there, or free it."""
+        bulkhead = self.c.bulkhead
+        assert bulkhead is not None
+        ticket = bulkhead.leave(now)
+        while ticket is not None:
+            client, ex, i = self._waiters.pop(ticket)
+            ex.held = (ex.held & ~_WAIT) | _BULK
+            if not (ex.finished or client.closed):
+                self.loop.call_soon(self._continue, client, ex, i + 1)
+                return
+            ex.held &= ~_BULK
+            ticket = bulkhead.leave(now)
+
+    def _arm_bulkhead(self) -> None:
+        bulkhead = self.c.bulkhead
+        assert bulkhead is not None
+        deadline = bulkhead.next_deadline()
+        if self._timer is None and deadline is not None:
+            self._timer = self.loop.call_at(deadline, self._bulkhead_expired, deadline)
+
+    def _bulkhead_expired(self, deadline: float) -> None:
+        self._timer = None
+        bulkhead = self.c.bulkhead
+        assert bulkhead is not None
+        for ticket in bulkhead.expire(max(self.loop.time(), deadline)):
+            client, ex, _ = self._waiters.pop(ticket)
+            ex.held &= ~_WAIT
+            if ex.finished or client.closed:
+                continue
+            self.shed += 1
+            message = f"route {self.name!r}: no request slot came free within {bulkhead.max_wait:g} s"
+            self._refuse(client, ex, "overloaded", 503, "bulkhead_full", message, None)
+        self._arm_bulkhead()
+
+    # --- breaker events, state, closing
+
+    def _breaker_changed(self) -> None:
+        breaker = self.breaker
+        assert breaker is not None
+        self._bstate = breaker.state
+        for change in breaker.drain_events():
+            level = "warning" if change.new in _OPEN_LIKE else "info"
+            log.log(logging.WARNING if level == "warning" else logging.INFO,
+                    "route %s: circuit breaker %s → %s: %s", self.name, change.old.value, change.new.value,
+                    change.reason)  # fmt: skip
+            self.proxy.events.append(
+                EventRecord(
+                    time=time.time(),
+                    kind="route.breaker",
+                    subject=self.name,
+                    reason=f"circuit breaker {change.old.value} → {change.new.value}: {change.reason}",
+                    level=level,
+                    labels={"route": self.name, "from": change.old.value, "to": change.new.value},
+                )
+            )
+
+    def state(self) -> dict[str, Any]:
+        """{"breaker": state or None, "rate_limited": n, "shed": n} (plus "rate_limit_shadowed": n)."""
+        breaker = self.breaker
+        if breaker is not None:
+            breaker.poll(self.loop.time())
+            if breaker.state is not self._bstate:
+                self._breaker_changed()
+        gate = self.c.gate
+        shadowed = 0
+        if gate is not None:
+            shadowed = gate.shadowed + (gate.redis.stats.shadow_rejected if gate.redis is not None else 0)
+        return {
+            "breaker": breaker.state.value if breaker is not None else None,
+            "rate_limited": self.rate_limited,
+            "shed": self.shed,
+            "rate_limit_shadowed": shadowed,
+        }
+
+    def _flush_log(self) -> None:
+        self._flush = None
+        if self.c.access_log is not None:
+            self.c.access_log.flush()
+
+    async def aclose(self) -> None:
+        """End this policy: its Redis decisions in flight are let finish (≤ 1 s), then everything is closed."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=1.0)
+        for task in list(self._tasks):
+            task.cancel()
+        for handle in (self._timer, self._flush):
+            if handle is not None:
+                handle.cancel()
+        self._timer = self._flush = None
+        access_log, self.c.access_log = self.c.access_log, None
+        if access_log is not None:
+            access_log.close()
+        if self.c.gate is not None:
+            await self.c.gate.aclose()
 
 
 def attach(table: RoutingTable, previous: RoutingTable | None, proxy: Proxy) -> None:
-    """Give each route of `table` its policy chain (none yet: every section is still to be wired)."""
+    """Give each route of `table` its policy chain; policies of routes gone or changed are closed."""
+    old_routes = previous.routes if previous is not None else {}
+    workers = int(getattr(proxy, "workers", 1) or 1)
+    for name, entry in table.routes.items():
+        spec: Any = entry.spec
+        if spec is None or not any(getattr(spec, s, None) is not None for s in ROUTE_SECTIONS):
+            continue
+        old = old_routes.get(name)
+        if old is not None and old.policy is not None and old.spec == spec:
+            entry.policy = old.policy
+            continue
+        try:
+            entry.policy = RoutePolicy(compile_route(spec, workers), proxy)
+        except Exception:
+            log.exception("route %s: its policies could not be set up; the route runs without them", name)
+    kept = {id(entry.policy) for entry in table.routes.values() if entry.policy is not None}
+    for entry in old_routes.values():
+        if entry.policy is not None and id(entry.policy) not in kept:
+            task = proxy.loop.create_task(entry.policy.aclose())
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
+
+
+async def close(table: RoutingTable) -> None:
+    """Close the policies of `table` and of routes replaced before (for the proxy's stop)."""
+    for entry in table.routes.values():
+        if entry.policy is not None:
+            await entry.policy.aclose()
+    loop = asyncio.get_running_loop()
+    mine = [task for task in _closing if task.get_loop() is loop]
+    if mine:
+        await asyncio.gather(*mine, return_exceptions=True)

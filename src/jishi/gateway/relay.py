@@ -41,6 +41,9 @@ def head(client: ClientConnection, status: int, headers: list[bytes], bodyless: 
     assert ex is not None
     ex.status = status
     ex.resp_started = True
+    edits = ex.response_edits
+    if edits is not None:
+        headers = edits.apply(headers)  # the route's rewrite: response headers set/add/remove
     out = client.out
     out.append(STATUS_LINES.get(status) or status_line(status))
     out += headers

@@ -122,7 +122,7 @@ class OutlierDetection(_Model):
 
 
 RetryOn = Literal["connect_failure", "reset", "timeout", "502", "503", "504", "5xx"]
-FallbackOn = Literal["breaker_open", "rate_limited", "no_instance", "upstream_failed", "timeout"]
+FallbackOn = Literal["breaker_open", "rate_limited", "no_instance", "upstream_failed", "timeout", "overloaded"]
 
 
 def _default_retry_on() -> list[RetryOn]:

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 from jishi.api import wire
 from jishi.errors import JishiError
 from jishi.registry import Registry
-from jishi.server import ui
+from jishi.server import reports, ui
 from jishi.server.endpoints import router
 from jishi.server.watch import WatchStreams
 
@@ -52,6 +52,7 @@ def create_app(registry: Registry, *, streams: WatchStreams | None = None) -> Fa
     app.state.registry = registry
     app.state.streams = streams if streams is not None else WatchStreams(registry)
     app.include_router(router)
+    reports.install(app)  # gateway reports, /v1/stats and /metrics
     app.include_router(ui.router)  # the dashboard at /ui/ (and / redirects there)
 
     @app.exception_handler(JishiError)
