@@ -1,7 +1,8 @@
 """Microbenchmark: the gateway's Python cost per proxied request, with in-memory transports.
 
     uv run python bench/gateway_micro.py [--requests 30000] [--repeat 9] [--kind wrk|browser|chunked]
-                                         [--response hello|server] [--vary] [--no-access-log] [--profile]
+                                         [--response hello|server] [--vary] [--no-access-log] [--no-stats]
+                                         [--profile]
 
 No sockets and no other processes: a `Proxy` with a real routing table (one route, two instances) drives
 real `ClientConnection`s and pooled `UpstreamConnection`s whose transports are in-memory fakes. Each request
@@ -9,7 +10,8 @@ is one `data_received` on a client connection (the request bytes as a client sen
 instance connection that got the proxied request (its response). With `--vary` no two requests and no two
 responses are alike (one header value differs), so nothing is served from a cache of recently seen heads.
 Everything the gateway does per request runs: parsing both ways, routing, smooth weighted round-robin, the
-pool, head building, the access log (flushed every 1000 requests, to a temporary file). The kernel's share
+pool, head building, the request metrics (`jishi.gateway.stats`, off with `--no-stats`), the access log
+(flushed every 1000 requests, to a temporary file). The kernel's share
 (syscalls, the event loop waiting) is not in this number; `bench/gateway.py` measures the whole process
 against nginx.
 
@@ -35,6 +37,7 @@ import uvloop
 from jishi.core.routing import RoutingTable
 from jishi.gateway import AccessLog, Proxy
 from jishi.gateway.downstream import ClientConnection
+from jishi.gateway.stats import Stats
 from jishi.gateway.upstream import UpstreamConnection
 from jishi.registry.model import Health, Instance, Route, RouteBackend
 from jishi.testing import MemoryTransport
@@ -140,6 +143,8 @@ async def main_async(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="jishi-micro-") as tmp:
         log_path = None if args.no_access_log else Path(tmp) / "access.log"
         proxy, clients, sink = build(log_path)
+        if not args.no_stats:
+            proxy.stats = Stats()
         run(proxy, clients, sink, requests, responses, 2000)  # warm-up, and a check that responses come back
         answered = sum(c.transport.written for c in clients)  # type: ignore[attr-defined,misc]
         if answered < 2000 * len(response) // 2:
@@ -159,7 +164,8 @@ async def main_async(args: argparse.Namespace) -> int:
     us = best / args.requests * 1e6
     kind = f"{args.kind}/{args.response}" + (" (varied)" if args.vary else "")
     print(f"{kind}: {us:.2f} µs/request (best of {args.repeat} × {args.requests} requests, "
-          f"access log {'off' if args.no_access_log else 'on'})")  # fmt: skip
+          f"access log {'off' if args.no_access_log else 'on'}, "
+          f"metrics {'off' if args.no_stats else 'on'})")  # fmt: skip
     print(f"RESULT_MICRO {kind} {us:.3f}")
     return 0
 
@@ -170,6 +176,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=9)
     ap.add_argument("--kind", choices=sorted(REQUESTS), default="wrk")
     ap.add_argument("--no-access-log", action="store_true")
+    ap.add_argument("--no-stats", action="store_true", help="do not record request metrics")
     ap.add_argument("--response", choices=sorted(RESPONSES), default="hello")
     ap.add_argument("--vary", action="store_true", help="requests and responses differ in one header value each")
     ap.add_argument("--profile", action="store_true", help="print the top functions under cProfile first")
