@@ -347,7 +347,7 @@ def main() -> int:
         summary["policy_state"] = policy_state(cp_url, "bench")
         summary["rounds"], summary["seconds_per_run"] = args.rounds, args.duration
         if args.profile:
-            print("\n" + profile(jishi.target, args.duration, args.out))
+            print("\n" + profile(jishi.target, max(args.duration, 6), args.out))
             print(f"(profile written to {args.out / 'gateway-profile.txt'} and gateway-profile.folded)")
         print("RESULT " + json.dumps(summary, sort_keys=True))
         return 0

@@ -7,7 +7,7 @@
 Recorded with `--native`, a sample's stack holds the C frames too (uvloop's Cython module, libuv, httptools'
 parser, CPython, libc), so each sample is put in one class by its innermost frame:
 
-    waiting      in epoll_wait: the loop had nothing to do (not CPU; left out of every share below)
+    waiting      in epoll_wait, or an idle thread waiting for work (not CPU; left out of every share below)
     syscalls     any other libc frame: write, read, writev, accept … (py-spy samples by wall clock, so the
                  time the kernel spends in the call lands here too)
     uvloop       uvloop's loop.c and libuv
@@ -33,9 +33,11 @@ _FRAME = re.compile(r"^(?P<name>.*?) \((?P<file>[^():]+)(?::\d+)?\)$")
 _HTTPTOOLS = ("parser.c", "llhttp.c", "api.c", "http.c", "url_parser.c", "url_parser.h")
 _LIBUV = ("core.c", "linux.c", "stream.c", "tcp.c", "uv-common.c", "timer.c", "async.c", "poll.c", "signal.c")
 _UVLOOP = ("loop.c", *_LIBUV)
+# A libc leaf under one of these is an idle thread waiting for work (a thread pool's worker).
+_IDLE_THREAD = ("acquire_lock", "SimpleQueue_get", "pthread_cond_wait")
 
 
-def record_argv(pid: int, seconds: int, out: Path, rate: int = 250, native: bool = True) -> list[str]:
+def record_argv(pid: int, seconds: int, out: Path, rate: int = 100, native: bool = True) -> list[str]:
     """py-spy's command line for `seconds` of samples of `pid` into `out` (collapsed stacks)."""
     argv = ["py-spy", "record", "--pid", str(pid), "--duration", str(seconds), "--rate", str(rate)]
     argv += ["--format", "raw", "--output", str(out)]
@@ -60,9 +62,9 @@ def _split(frame: str) -> tuple[str, str]:
 
 def classify(stack: Stack) -> str:
     """The class of one sample by its innermost frame (see the module doc)."""
-    name, file = _split(stack[-1])
+    _, file = _split(stack[-1])
     if file.startswith("libc.so"):
-        return "waiting" if "epoll" in name else "syscalls"
+        return "waiting" if _waiting(stack) else "syscalls"
     if file.endswith(".py"):
         return "python:jishi" if jishi_frame(stack[-1]) else "python:other"
     if file.endswith(_HTTPTOOLS):
@@ -70,6 +72,18 @@ def classify(stack: Stack) -> str:
     if file.endswith(_UVLOOP):
         return "uvloop"
     return "cpython"
+
+
+def _waiting(stack: Stack) -> bool:
+    """A libc leaf that is the loop's epoll_wait (called by libuv's poll itself) or an idle thread's wait."""
+    if any(mark in frame for frame in stack for mark in _IDLE_THREAD):
+        return True
+    i = len(stack) - 1
+    while i >= 0 and _split(stack[i])[1].startswith("libc.so"):
+        if "epoll" in stack[i]:
+            return True
+        i -= 1
+    return i >= 0 and _split(stack[i])[0] == "uv__io_poll"
 
 
 def jishi_frame(frame: str) -> bool:
