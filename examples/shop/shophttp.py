@@ -24,8 +24,6 @@ import sqlite3
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -213,19 +211,3 @@ def open_db(path: str, schema: str, seed: Callable[[sqlite3.Connection], None]) 
         conn.execute("ROLLBACK")
         raise
     return connect
-
-
-def call_json(method: str, url: str, body: Any = None, timeout: float = 5.0) -> tuple[int, Any]:
-    """One HTTP call to another service (through the gateway); (status, decoded JSON body)."""
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        try:
-            return exc.code, json.loads(exc.read() or b"null")
-        except ValueError:
-            return exc.code, None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise HttpError(502, "upstream_unavailable", f"{method} {url} failed: {exc}") from exc
