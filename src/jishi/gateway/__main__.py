@@ -1,5 +1,7 @@
 """`python -m jishi.gateway --control-plane URL --listen HOST:PORT --state-dir DIR [--workers N] [TLS options]`.
 
+`--admin-listen HOST:PORT` serves the gateway's metrics at /metrics (and /healthz) there; off by default.
+
 TLS: `--tls-cert FILE --tls-key FILE` (the default certificate), and `--tls-sni HOSTS CERT KEY` (repeatable;
 HOSTS comma-separated) for more certificates chosen by server name.
 """
@@ -25,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, default=Path(".jishi/gateway"), help="where the snapshot lives")
     parser.add_argument("--workers", type=int, default=1, help="worker processes sharing the port")
     parser.add_argument("--access-log", type=Path, default=None, help="JSON-lines access log file")
+    parser.add_argument(
+        "--admin-listen", default=None, help="HOST:PORT for /metrics and /healthz (default: no admin listener)"
+    )
     parser.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--tls-cert", default=None, help="serve HTTPS with this PEM certificate (chain)")
     parser.add_argument("--tls-key", default=None, help="the PEM private key of --tls-cert")
@@ -61,7 +66,15 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         else:
-            serve(args.control_plane, args.listen, args.state_dir, args.workers, args.access_log, tls=tls)
+            serve(
+                args.control_plane,
+                args.listen,
+                args.state_dir,
+                args.workers,
+                args.access_log,
+                tls=tls,
+                admin_listen=args.admin_listen,
+            )
     except ConfigError as exc:
         print(f"jishi gateway: {exc}", file=sys.stderr)
         return 2
