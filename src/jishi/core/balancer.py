@@ -28,6 +28,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from jishi.core.lb.peers import Endpoint
 
 __all__ = ["DEFAULT_FAIL_TIMEOUT", "Balancer", "Peer", "PeerSpec"]
 
@@ -49,7 +53,19 @@ class PeerSpec:
 class Peer:
     """A peer with its balancing state. The shell keeps references to peers while it talks to them."""
 
-    __slots__ = ("addr", "address", "backup", "current", "failed_until", "generation", "key", "port", "spec", "weight")
+    __slots__ = (
+        "addr",
+        "address",
+        "backup",
+        "current",
+        "endpoint",
+        "failed_until",
+        "generation",
+        "key",
+        "port",
+        "spec",
+        "weight",
+    )
 
     def __init__(self, spec: PeerSpec) -> None:
         self.spec = spec
@@ -62,6 +78,7 @@ class Peer:
         self.generation = spec.generation
         self.current = 0
         self.failed_until = 0.0
+        self.endpoint: Endpoint | None = None  # its `jishi.core.lb.Endpoint` when a `PeerGroup` balances it
 
     def __repr__(self) -> str:
         tier = " backup" if self.backup else ""

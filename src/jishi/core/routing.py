@@ -28,12 +28,24 @@ backend is marked `backup`. Paths and hosts are `bytes` (as they come off the wi
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from jishi.core.balancer import DEFAULT_FAIL_TIMEOUT, Balancer, PeerSpec
+from jishi.core.lb import OutlierConfig
+from jishi.core.peer_group import GroupConfig
+from jishi.core.retry import RetryRules
 
-__all__ = ["Match", "RouteEntry", "RoutingTable", "normalize_host", "prefix_matches", "strip_path"]
+__all__ = [
+    "Match",
+    "RouteCounters",
+    "RouteEntry",
+    "RoutingTable",
+    "group_config",
+    "normalize_host",
+    "prefix_matches",
+    "strip_path",
+]
 
 
 class BackendLike(Protocol):
@@ -85,9 +97,23 @@ class InstanceLike(Protocol):
     def in_rotation(self) -> bool: ...
 
 
+class RouteCounters:
+    """Counters of one route that outlive table rebuilds (read at scrape time): retries started."""
+
+    __slots__ = ("retries",)
+
+    def __init__(self) -> None:
+        self.retries = 0
+
+
 @dataclass(slots=True)
 class RouteEntry:
-    """One route, ready for the hot path: byte prefix, timeouts and its balancer."""
+    """One route, ready for the hot path: byte prefix, timeouts and its balancer.
+
+    A route with an `lb`, `health_check` or `outlier` section is balanced by a `jishi.core.peer_group.PeerGroup`
+    (`lb`, attached by the gateway with its clock) built from `group`; otherwise by `balancer`. `tracked` says a
+    try must be reported when it starts and ends (a peer group, a retry budget or a total timeout needs it).
+    """
 
     name: str
     host: bytes | None
@@ -101,12 +127,66 @@ class RouteEntry:
     # The gateway's per-route policy chain (`jishi.gateway.policy.RoutePolicy`), attached after the build and
     # carried over to the next table while the route record is unchanged; None: no policy on the route.
     policy: Any = None
+    retry: RetryRules | None = None  # the route's retry section (None: `retries` on connect failure and reset)
+    total_timeout: float = 0.0  # the whole request, every try (0: none)
+    group: GroupConfig | None = None  # balanced by a peer group, configured so (None: by `balancer`)
+    hash_on: str | None = None  # request key of ring_hash / maglev: "ip", "path", "route", "header:X", "cookie:X"
+    health_check: Any = None  # the route's `health_check` section (jishi.registry.policies.ActiveHealthCheck)
+    tracked: bool = False
+    lb: Any = None  # the `PeerGroup` (attached by the gateway)
+    budget: Any = None  # the `jishi.core.resilience.RetryBudget` (attached by the gateway)
+    counters: RouteCounters = field(default_factory=RouteCounters)
+
+    @property
+    def retries_done(self) -> int:
+        """Retries started on this route since the gateway started (kept across table rebuilds)."""
+        return self.counters.retries
+
+    def ejected(self) -> list[str]:
+        """Peers ("service/id") the gateway took out of this route: outlier ejection or failing active checks."""
+        return [] if self.lb is None else list(self.lb.out_of_rotation())
 
 
 @dataclass(frozen=True, slots=True)
 class Match:
     route: RouteEntry
     path: bytes  # the path (with query) to send to the instance
+
+
+_HASHED = ("ring_hash", "maglev")
+
+
+def group_config(route: Any, fail_timeout: float = DEFAULT_FAIL_TIMEOUT) -> GroupConfig | None:
+    """How a route record's `lb` and `outlier` sections balance it; None when the route has none of `lb`,
+    `health_check` and `outlier` (plain smooth round-robin, the fast path)."""
+    lb = getattr(route, "lb", None)
+    outlier = getattr(route, "outlier", None)
+    if lb is None and outlier is None and getattr(route, "health_check", None) is None:
+        return None
+    detector = None
+    if outlier is not None:
+        detector = OutlierConfig(
+            consecutive_5xx=outlier.consecutive_5xx,
+            consecutive_gateway_failure=outlier.consecutive_gateway_errors,
+            interval=outlier.interval,
+            base_ejection_time=outlier.base_ejection_time,
+            max_ejection_time=outlier.max_ejection_time,
+            max_ejection_percent=outlier.max_ejection_percent,
+            success_rate_minimum_hosts=outlier.success_rate_minimum_hosts,
+            success_rate_request_volume=outlier.success_rate_request_volume,
+            success_rate_stdev_factor=outlier.success_rate_stdev_factor,
+            success_rate_enabled=outlier.success_rate,
+        )
+    if lb is None:
+        return GroupConfig(outlier=detector, fail_timeout=fail_timeout)
+    return GroupConfig(
+        policy=lb.policy,
+        slow_start=lb.slow_start,
+        slow_start_aggression=lb.slow_start_aggression,
+        panic_threshold=lb.panic_threshold,
+        outlier=detector,
+        fail_timeout=fail_timeout,
+    )
 
 
 def normalize_host(host: bytes) -> bytes:
@@ -206,6 +286,11 @@ class RoutingTable:
             old = previous.routes.get(route.name) if previous is not None else None
             # A service named by two backends of one route counts once (the first backend wins).
             unique = list({s.key: s for s in reversed(specs)}.values())[::-1]
+            retry_spec = getattr(route, "retry", None)
+            rules = RetryRules.from_policy(retry_spec) if retry_spec is not None else None
+            group = group_config(route, fail_timeout)
+            lb_spec = getattr(route, "lb", None)
+            total = getattr(route, "timeout", None) or 0.0
             entries.append(
                 RouteEntry(
                     name=route.name,
@@ -213,12 +298,19 @@ class RoutingTable:
                     prefix=_prefix_bytes(route.prefix),
                     strip_prefix=route.strip_prefix,
                     connect_timeout=route.connect_timeout,
-                    read_timeout=route.read_timeout,
-                    retries=route.retries,
+                    read_timeout=(rules.per_try_timeout if rules and rules.per_try_timeout else route.read_timeout),
+                    retries=rules.attempts if rules is not None else route.retries,
                     spec=route,
                     balancer=Balancer(
                         unique, fail_timeout=fail_timeout, previous=old.balancer if old is not None else None
                     ),
+                    retry=rules,
+                    total_timeout=total,
+                    group=group,
+                    hash_on=(getattr(lb_spec, "hash_on", None) or "ip") if group and group.policy in _HASHED else None,
+                    health_check=getattr(route, "health_check", None),
+                    tracked=group is not None or bool(total) or bool(retry_spec is not None and retry_spec.budget),
+                    counters=old.counters if old is not None else RouteCounters(),
                 )
             )
         return cls(entries)

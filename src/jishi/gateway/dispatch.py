@@ -10,6 +10,11 @@
 
 Refusals are answered at once with a JSON error: CONNECT (405), a target that is not a path (400), no route
 (404), a route without a healthy instance (503). A failed try goes to `jishi.gateway.failover`.
+
+A route without `lb`, `health_check`, `outlier`, `retry` or `timeout` sections takes the fast path: its smooth
+round-robin `Balancer` picks, nothing is counted. A `tracked` route picks through `jishi.gateway.balancing` (its
+peer group and the request's hash key) and reports each try's start and end there; its total timeout (`timeout`)
+caps every connect and read timeout of the request, and once it has passed no try starts (504).
 """
 
 from __future__ import annotations
@@ -17,12 +22,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from jishi.core.retry import Failure
-from jishi.gateway import failover
+from jishi.gateway import balancing, failover
 from jishi.gateway.exchange import REPLAY_LIMIT
 from jishi.gateway.headers import origin_form, request_head
 
 if TYPE_CHECKING:
     from jishi.core.balancer import Peer
+    from jishi.core.routing import RouteEntry
     from jishi.gateway.downstream import ClientConnection
     from jishi.gateway.exchange import Exchange
     from jishi.gateway.upstream import UpstreamConnection
@@ -65,7 +71,13 @@ def proceed(client: ClientConnection, ex: Exchange, now: float) -> None:
     """`ex` is routed and admitted by its route's policies: pick a peer and send it there."""
     route = ex.route
     assert route is not None
-    peer = route.balancer.pick(now)
+    tracked = route.tracked
+    if tracked:
+        if route.total_timeout:
+            ex.deadline = now + route.total_timeout
+        peer = balancing.pick(client, ex, route, now)
+    else:
+        peer = route.balancer.pick(now)
     if peer is None:
         client.error(ex, 503, "no_healthy_instance", f"route {route.name!r} has no healthy instance")
         return
@@ -75,11 +87,13 @@ def proceed(client: ClientConnection, ex: Exchange, now: float) -> None:
     ex.head = request_head(ex, client.forwarded, client.client_ip)
     ex.tries = 1
     ex.peer = peer
+    if tracked:
+        balancing.begin(ex, route, peer, now)
     conn = client.pool.acquire(peer.addr) if ex.replayable else None
     if conn is not None:
         send(client, ex, conn, now)
     else:
-        client.proxy.connect(peer.addr, route.connect_timeout, client, ex, peer)
+        client.proxy.connect(peer.addr, _connect_timeout(ex, route.connect_timeout, now), client, ex, peer)
 
 
 def try_peer(client: ClientConnection, ex: Exchange, same_peer: Peer | None) -> None:
@@ -87,22 +101,52 @@ def try_peer(client: ClientConnection, ex: Exchange, same_peer: Peer | None) -> 
     route = ex.route
     assert route is not None
     now = client.loop.time()
+    if ex.deadline and now >= ex.deadline:
+        balancing.release_retry(ex)
+        failover.deadline_passed(client, ex)
+        return
     if same_peer is not None:
         peer: Peer | None = same_peer
     else:
-        peer = route.balancer.pick(now, ex.tried)
+        peer = _next_peer(client, ex, route, now)
         if peer is None:
+            balancing.release_retry(ex)
             failover.give_up(client, ex)
             return
         ex.tries += 1
+        route.counters.retries += 1
     assert peer is not None
     ex.peer = peer
+    if route.tracked:
+        balancing.begin(ex, route, peer, now)
     fresh = same_peer is not None or not ex.replayable
     conn = None if fresh else client.pool.acquire(peer.addr)
     if conn is not None:
         send(client, ex, conn, now)
     else:
-        client.proxy.connect(peer.addr, route.connect_timeout, client, ex, peer)
+        client.proxy.connect(peer.addr, _connect_timeout(ex, route.connect_timeout, now), client, ex, peer)
+
+
+def _next_peer(client: ClientConnection, ex: Exchange, route: RouteEntry, now: float) -> Peer | None:
+    """A peer for a retry: one not tried yet; on a route with a retry section, failing that, any but the last
+    one tried (never the peer that just failed while another exists)."""
+    tried = ex.tried
+    if route.tracked:
+        peer = balancing.pick(client, ex, route, now, tried)
+        if peer is None and route.retry is not None and tried and len(tried) > 1:
+            peer = balancing.pick(client, ex, route, now, tried[-1:])
+        return peer
+    peer = route.balancer.pick(now, tried)
+    if peer is None and route.retry is not None and tried and len(tried) > 1:
+        peer = route.balancer.pick(now, tried[-1:])
+    return peer
+
+
+def _connect_timeout(ex: Exchange, timeout: float, now: float) -> float:
+    """The connect timeout of a try, cut short by the request's total timeout."""
+    if ex.deadline:
+        return max(0.001, min(timeout, ex.deadline - now))
+    return timeout
 
 
 def connected(
@@ -112,11 +156,15 @@ def connected(
     if ex.finished or client.closed or ex is not client.active or ex.peer is not peer:
         if conn is not None:
             client.pool.release(conn)
+        if ex.tracked and ex.peer is peer:
+            balancing.end(client, ex, 0)
         return
     if conn is None:
         timed_out = isinstance(error, TimeoutError)
         what = "timed out" if timed_out else f"failed: {error}"
         message = f"connect to {peer.address}:{peer.port} {what}"
+        if ex.tracked:
+            balancing.end(client, ex, 504 if timed_out else 503)
         failover.after_failure(
             client, ex, peer, Failure.CONNECT, message, reused=False, got_bytes=False, timed_out=timed_out
         )
@@ -137,7 +185,10 @@ def send(client: ClientConnection, ex: Exchange, conn: UpstreamConnection, now: 
         head = b"".join((head, *ex.body))
         if not ex.replayable:
             ex.body.clear()
-    conn.send(client, head, ex.method == b"HEAD", route.read_timeout, now)
+    timeout = route.read_timeout
+    if ex.deadline:
+        timeout = max(0.001, min(timeout, ex.deadline - now))
+    conn.send(client, head, ex.method == b"HEAD", timeout, now)
     if client.paused:
         client.body_sent()
     if client.write_paused and conn.transport is not None:

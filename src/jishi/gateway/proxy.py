@@ -2,9 +2,10 @@
 
 `Proxy` is the data plane without the control plane: give it a `RoutingTable` (`set_table`) and it serves.
 The follower (`jishi.gateway.follower`) swaps tables in as the registry changes. Background work runs in one
-task the proxy owns: read timeouts every 50 ms, and every 0.5 s sweeping idle connections and flushing the
-access log, answering 408 to request heads older than `header_timeout` and ending lingering closes.
-Connection attempts are tasks it tracks and cancels on stop.
+task the proxy owns: read timeouts, failure marks and outlier ejections every 50 ms, and every 0.5 s sweeping
+idle connections and flushing the access log, answering 408 to request heads older than `header_timeout` and
+ending lingering closes. Connection attempts are tasks it tracks and cancels on stop; active health checks
+(`jishi.gateway.health`) are one task per route that has them, cancelled when the route changes and on stop.
 
 Limits on what a client may send (each refusal is a JSON error, after which the connection closes):
 `max_head_size` (request line and headers, 32 KiB → 431), `max_body_size` (100 MiB → 413: a larger
@@ -18,19 +19,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import socket
 import ssl as _ssl
 from collections import deque
 from typing import TYPE_CHECKING
 
 from jishi.core.routing import RoutingTable
-from jishi.gateway import dispatch, policy
+from jishi.gateway import balancing, dispatch, policy
 from jishi.gateway.downstream import ClientConnection
+from jishi.gateway.health import HealthChecks
 from jishi.gateway.upstream import Pool, UpstreamConnection
 from jishi.registry.model import EventRecord
 
 if TYPE_CHECKING:
     from jishi.core.balancer import Peer
+    from jishi.core.routing import RouteEntry
     from jishi.gateway.accesslog import AccessLog
     from jishi.gateway.exchange import Exchange
     from jishi.gateway.stats import Stats
@@ -71,15 +75,21 @@ class Proxy:
         self.tunnels: set[Tunnel] = set()  # upgraded connections (WebSocket), piping bytes both ways
         self.stopping = False
         self._connects: set[asyncio.Task[UpstreamConnection]] = set()
+        self.rng = random.Random()  # load-balancing draws and retry backoff jitter
+        self.groups: list[RouteEntry] = []  # routes balanced by a peer group (`jishi.gateway.balancing`)
+        self.health = HealthChecks(self)  # the active health checks of the routes that have them
         self._server: asyncio.Server | None = None
         self._housekeeping: asyncio.Task[None] | None = None
         if table is not None:
             self.set_table(table)
 
     def set_table(self, table: RoutingTable) -> None:
-        """Route every request from now on by `table` (route policies of `previous` kept where unchanged)."""
+        """Route every request from now on by `table` (route policies and balancing state of the previous table
+        kept where unchanged)."""
         policy.attach(table, self.table, self)
+        balancing.attach(table, self.table, self)
         self.table = table
+        self.health.follow(table)
 
     async def start(
         self, host: str = "127.0.0.1", port: int = 8080, *, reuse_port: bool = False, ssl: _ssl.SSLContext | None = None
@@ -125,6 +135,8 @@ class Proxy:
             tick += 1
             try:
                 self.pool.check_timeouts()
+                if self.groups:
+                    balancing.tick(self, self.loop.time())
                 if tick % 10:
                     continue
                 self.pool.sweep()
@@ -153,6 +165,7 @@ class Proxy:
                 client.transport.abort()
         for tunnel in list(self.tunnels):
             tunnel.abort()
+        await self.health.stop()
         for task in list(self._connects):
             task.cancel()
         if self._connects:

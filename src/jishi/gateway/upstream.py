@@ -11,7 +11,10 @@ dropped at once when the instance closes them.
 
 Failures reported to the owner (`relay.failed`, kinds from `jishi.core.retry.Failure`): LOST (closed or
 reset before the response was complete), TIMEOUT (no response byte for the route's read timeout; the pool
-checks every ~50 ms rather than arming a timer per request), PROTOCOL (not HTTP).
+checks every ~50 ms rather than arming a timer per request), PROTOCOL (not HTTP). A 5xx response head on a
+route that retries on its status goes to `jishi.gateway.failover.retry_status` before anything is relayed; if
+the request goes elsewhere the connection is dropped with the rest of that response. On a `tracked` route the
+end of each try (complete, failed, abandoned) is reported to `jishi.gateway.balancing.end`.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import TYPE_CHECKING, cast
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from jishi.core.retry import Failure
-from jishi.gateway import relay, tunnel
+from jishi.gateway import balancing, failover, relay, tunnel
 from jishi.gateway.headers import FORWARD, LENGTH, RESPONSE_ACTIONS, TE, response_action
 
 if TYPE_CHECKING:
@@ -112,8 +115,13 @@ class UpstreamConnection(asyncio.Protocol):
 
     def detach(self) -> None:
         """Forget the owner and stop watching for a read timeout (the exchange is over)."""
+        owner = self.owner
         self.owner = None
         self.pool.busy.discard(self)
+        if owner is not None:
+            ex = owner.active
+            if ex is not None and ex.tracked and ex.conn is self:
+                balancing.end(owner, ex, 0)  # abandoned (the client went away): no verdict on the instance
 
     def abort(self) -> None:
         """Drop the connection now: it is in an unknown state."""
@@ -161,6 +169,9 @@ class UpstreamConnection(asyncio.Protocol):
             self.pool.forget(self)
             return
         if self.close_delimited and self.status >= 200:
+            ex = owner.active
+            if ex is not None and ex.tracked:
+                balancing.end(owner, ex, self.status)
             self.detach()
             relay.done(owner, self, False)
         else:
@@ -195,17 +206,25 @@ class UpstreamConnection(asyncio.Protocol):
             owner = self.owner
             if status == 101 and owner is not None and owner.active is not None and owner.active.upgrade:
                 self.upgraded = True  # status stays 0: the switch happens after the head (data_received)
+                if owner.active.tracked:
+                    balancing.end(owner, owner.active, 101)
                 return
             self.head_lines = []  # an interim response (100 Continue): wait for the final one
             self.has_length = self.chunked = False
             return
+        owner = self.owner
+        assert owner is not None
+        if status >= 500:
+            ex = owner.active
+            assert ex is not None and ex.route is not None
+            rules = ex.route.retry
+            if rules is not None and rules.on_status and failover.retry_status(owner, ex, self, status):
+                return  # dropped: the request went on to another instance (this connection is closed)
         has_length = self.has_length
         self.status = status
         # The read timer stays armed: it also bounds silence between body bytes.
         bodyless = self.no_body or status == 204 or status == 304
         self.close_delimited = not bodyless and not has_length and not self.chunked
-        owner = self.owner
-        assert owner is not None
         relay.head(owner, status, self.head_lines, bodyless, has_length)
         if self.no_body:
             # httptools cannot be told the request was HEAD; finish here and start a fresh parser.
@@ -227,6 +246,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.owner = None
         self.pool.busy.discard(self)
         if owner is not None:
+            ex = owner.active
+            if ex is not None and ex.tracked:
+                balancing.end(owner, ex, self.status)
             relay.done(owner, self, self.parser.should_keep_alive() and not self.close_delimited)
 
     # --- failures
@@ -240,6 +262,13 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _fail(self, kind: Failure, message: str) -> None:
         owner = self.owner
+        if owner is not None:
+            ex = owner.active
+            if ex is not None and ex.tracked and ex.conn is self:
+                # The verdict for outlier detection: a reset as 502, a timeout as 504; a pooled connection the
+                # instance closed while idle says nothing about it.
+                stale = kind is LOST and self.reused and not self.got_bytes
+                balancing.end(owner, ex, 0 if stale else 504 if kind is TIMEOUT else 502)
         self.abort()
         if owner is not None:
             relay.failed(owner, self, kind, message)

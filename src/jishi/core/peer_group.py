@@ -1,0 +1,298 @@
+"""The peers of one route under a configured load-balancing policy, and why each is in or out of the rotation.
+
+Theory of operation
+-------------------
+A route with an `lb`, `health_check` or `outlier` section is balanced by a `PeerGroup` instead of the plain
+smooth round-robin `jishi.core.balancer.Balancer`. The group wraps one `jishi.core.lb.PeerSet` (weights, backup
+tier, panic threshold, slow start) and one picker over it (`round_robin` is `SmoothPicker` below, the others come
+from `jishi.core.lb.make_picker`). Each `jishi.core.balancer.Peer` the shell talks to has its `Endpoint` (and the
+endpoint's `target` is the peer), so the shell keeps working with peers and addresses.
+
+A peer is out of the rotation for any of three reasons, kept as bits; it is up when none holds:
+
+    FAILED      the shell could not talk to it (connect refused, reset): for `fail_timeout` seconds
+    UNHEALTHY   the gateway's active health check failed `fall` times in a row (back after `rise` passes)
+    EJECTED     passive outlier detection (`jishi.core.lb.OutlierDetector`) ejected it, for a growing time
+
+Taking a peer out or putting it back goes through `PeerSet.set_up`, so a returning peer starts a slow-start ramp,
+and the panic threshold decides what happens when too many are out.
+
+Rebuilds: the registry changes often (any instance of any service), so `PeerGroup.build(..., previous=)` returns
+the previous group itself when the route's configuration and its peers (key, address, port, weight, tier) are
+unchanged: rings, Maglev tables, in-flight counts, EWMA estimates and ramps all survive untouched (a changed
+registry generation only clears a FAILED mark). Otherwise a new group is built whose unchanged peers are the
+*same* `Peer`/`Endpoint` objects (tries in flight finish on the object they started on, so in-flight counts
+stay right) and whose changed peers keep their health, latency and ramp; a peer new to an existing route starts
+a slow-start ramp at `now`, the peers of a brand-new route do not.
+
+Nothing here reads a clock or draws a random number: `now` and `rng` are arguments.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+from jishi.core.balancer import DEFAULT_FAIL_TIMEOUT, Peer, PeerSpec
+from jishi.core.lb import Change, Endpoint, OutlierConfig, OutlierDetector, PeerSet, Picker, Rng, SlowStart, make_picker
+from jishi.core.lb.peers import PickerBase
+
+__all__ = ["EJECTED", "FAILED", "UNHEALTHY", "GroupConfig", "HealthChange", "PeerGroup", "SmoothPicker"]
+
+FAILED, UNHEALTHY, EJECTED = 1, 2, 4
+
+
+class SmoothPicker(PickerBase):
+    """nginx's smooth weighted round-robin over the candidates of a `PeerSet` (slow-start weights applied)."""
+
+    __slots__ = ("current",)
+
+    def __init__(self, peers: PeerSet, current: dict[Endpoint, float] | None = None) -> None:
+        super().__init__(peers)
+        keep = set(peers.endpoints)
+        self.current: dict[Endpoint, float] = {ep: c for ep, c in (current or {}).items() if ep in keep}
+
+    def pick(
+        self, now: float, rng: Rng, key: bytes | None = None, exclude: Collection[Endpoint] | None = None
+    ) -> Endpoint | None:
+        """The next candidate in smooth weighted round-robin order; None if there is none. `key` is ignored."""
+        cands = self.peers.select(exclude).candidates
+        if not cands:
+            return None
+        weights = self.peers.weights(cands, now)
+        current = self.current
+        best = cands[0]
+        best_c = -math.inf
+        total = 0.0
+        for i, ep in enumerate(cands):
+            w = ep.weight if weights is None else weights[i]
+            c = current.get(ep, 0.0) + w
+            current[ep] = c
+            total += w
+            if c > best_c:
+                best, best_c = ep, c
+        current[best] = best_c - total
+        return best
+
+
+@dataclass(frozen=True, slots=True)
+class GroupConfig:
+    """How a route's peers are balanced (from its `lb` and `outlier` sections)."""
+
+    policy: str = "round_robin"
+    slow_start: float = 0.0
+    slow_start_aggression: float = 1.0
+    panic_threshold: float = 0.5
+    outlier: OutlierConfig | None = None
+    fail_timeout: float = DEFAULT_FAIL_TIMEOUT
+
+
+@dataclass(frozen=True, slots=True)
+class HealthChange:
+    """An active health check took `peer` out of the rotation (`up` False) or put it back."""
+
+    peer: str
+    up: bool
+    at: float
+    run: int  # the consecutive results that made the change
+
+
+def _signature(spec: PeerSpec) -> tuple[str, str, int, int, bool]:
+    return (spec.key, spec.address, spec.port, spec.weight, spec.backup)
+
+
+class PeerGroup:
+    """One route's peers, policy, health marks and outlier detector; see the module doc."""
+
+    __slots__ = ("_down", "_due", "_runs", "_signature", "config", "outlier", "peer_set", "peers", "picker")
+
+    def __init__(
+        self, specs: Sequence[PeerSpec], config: GroupConfig, *, now: float, previous: PeerGroup | None = None
+    ):
+        self.config = config
+        self._signature = tuple(_signature(s) for s in specs)
+        old = {p.key: p for p in previous.peers} if previous is not None else {}
+        peers: list[Peer] = []
+        self._down: dict[str, int] = {}
+        self._runs: dict[str, tuple[bool, int]] = {}  # key → (last check passed, how many in a row)
+        for spec in specs:
+            prior = old.get(spec.key)
+            if prior is not None and _signature(prior.spec) == _signature(spec):
+                peer = prior
+                if prior.generation != spec.generation:
+                    peer.failed_until = 0.0
+                    peer.generation = spec.generation
+            else:
+                peer = Peer(spec)
+                ep = Endpoint(spec.key, spec.weight, backup=spec.backup, target=peer, since=-math.inf)
+                if previous is not None:
+                    ep.since = ep.stamp = now  # new to this route: ramp up
+                if prior is not None and prior.endpoint is not None:
+                    was = prior.endpoint
+                    ep.up, ep.since, ep.ewma, ep.stamp = was.up, was.since, was.ewma, was.stamp
+                    if prior.generation == spec.generation:
+                        peer.failed_until = prior.failed_until
+                peer.endpoint = ep
+            peers.append(peer)
+            if previous is not None:
+                self._down[peer.key] = previous._down.get(peer.key, 0)
+                if peer.key in previous._runs:
+                    self._runs[peer.key] = previous._runs[peer.key]
+        self.peers: tuple[Peer, ...] = tuple(peers)
+        for peer in peers:
+            mask = self._down.get(peer.key, 0)
+            if peer.failed_until <= 0:
+                mask &= ~FAILED
+            self._down[peer.key] = mask
+            assert peer.endpoint is not None
+            peer.endpoint.up = mask == 0
+        ramp = SlowStart(config.slow_start, aggression=config.slow_start_aggression) if config.slow_start else None
+        self.peer_set = PeerSet(
+            [p.endpoint for p in peers if p.endpoint is not None],
+            panic_threshold=config.panic_threshold,
+            slow_start=ramp,
+        )
+        self.picker: Picker
+        if config.policy == "round_robin":
+            prior_rr = previous.picker if previous is not None else None
+            self.picker = SmoothPicker(self.peer_set, prior_rr.current if isinstance(prior_rr, SmoothPicker) else None)
+        else:
+            self.picker = make_picker(config.policy, self.peer_set)
+        self.outlier: OutlierDetector[str] | None = None
+        if config.outlier is not None:
+            if previous is not None and previous.outlier is not None and previous.config.outlier == config.outlier:
+                self.outlier = previous.outlier
+                for key in {p.key for p in previous.peers} - {p.key for p in peers}:
+                    self.outlier.remove(key)
+                for peer in peers:
+                    self.outlier.add(peer.key)
+            else:
+                self.outlier = OutlierDetector(config.outlier, [p.key for p in peers], now=now)
+        self._due = self._next_due()
+
+    @classmethod
+    def build(
+        cls, specs: Sequence[PeerSpec], config: GroupConfig, *, now: float, previous: PeerGroup | None = None
+    ) -> PeerGroup:
+        """`previous` itself when nothing that matters changed (see the module doc), else a new group."""
+        if (
+            previous is not None
+            and previous.config == config
+            and previous._signature == tuple(_signature(s) for s in specs)
+        ):
+            for peer, spec in zip(previous.peers, specs, strict=True):
+                if peer.generation != spec.generation:
+                    peer.generation = spec.generation
+                    if peer.failed_until:
+                        peer.failed_until = 0.0
+                        previous._mark(peer, FAILED, False, now)
+            return previous
+        return cls(specs, config, now=now, previous=previous)
+
+    def __len__(self) -> int:
+        return len(self.peers)
+
+    # --- the hot path
+
+    def pick(
+        self, now: float, rng: Rng, key: bytes | None = None, exclude: Collection[Peer] | None = None
+    ) -> Peer | None:
+        """The peer for a request (hash `key` for the consistent-hash policies), never one of `exclude`."""
+        if exclude:
+            ep = self.picker.pick(now, rng, key, [p.endpoint for p in exclude if p.endpoint is not None])
+        else:
+            ep = self.picker.pick(now, rng, key)
+        return None if ep is None else ep.target  # type: ignore[return-value]
+
+    def started(self, peer: Peer, now: float) -> None:
+        """A try on `peer` starts (in-flight counts)."""
+        ep = peer.endpoint
+        if ep is not None:
+            self.picker.on_start(ep, now)
+
+    def finished(self, peer: Peer, now: float, latency: float, status: int) -> list[Change[str]]:
+        """A try on `peer` ended after `latency` s with `status` (502/503/504 for connect failure, reset, timeout;
+        0: no verdict, e.g. the client went away); the ejection it caused, if any."""
+        ep = peer.endpoint
+        if ep is not None:
+            self.picker.on_finish(ep, now, max(0.0, latency))
+        if not status or self.outlier is None:
+            return []
+        changes = self.outlier.on_result(peer.key, status, now)
+        if changes:
+            self._apply(changes, now)
+        return changes
+
+    # --- marks
+
+    def get(self, key: str) -> Peer | None:
+        for peer in self.peers:
+            if peer.key == key:
+                return peer
+        return None
+
+    def mark_failed(self, peer: Peer, now: float) -> None:
+        """The shell could not talk to `peer`: out of the rotation until `now + fail_timeout`."""
+        peer.failed_until = now + self.config.fail_timeout
+        self._mark(peer, FAILED, True, now)
+        self._due = min(self._due, peer.failed_until)
+
+    def health(self, peer: Peer, passed: bool, now: float, *, rise: int, fall: int) -> HealthChange | None:
+        """One active health-check result for `peer`; the change it made, if any."""
+        if self.get(peer.key) is not peer:
+            return None
+        last, run = self._runs.get(peer.key, (True, 0))
+        run = run + 1 if last == passed else 1
+        self._runs[peer.key] = (passed, run)
+        unhealthy = bool(self._down.get(peer.key, 0) & UNHEALTHY)
+        if passed and unhealthy and run >= rise:
+            self._mark(peer, UNHEALTHY, False, now)
+            return HealthChange(peer.key, True, now, run)
+        if not passed and not unhealthy and run >= fall:
+            self._mark(peer, UNHEALTHY, True, now)
+            return HealthChange(peer.key, False, now, run)
+        return None
+
+    def tick(self, now: float) -> list[Change[str]]:
+        """Expire failure marks and run the outlier detector's clock; the ejections and returns it made."""
+        if now < self._due:
+            return []
+        for peer in self.peers:
+            if peer.failed_until and peer.failed_until <= now:
+                peer.failed_until = 0.0
+                self._mark(peer, FAILED, False, now)
+        changes: list[Change[str]] = []
+        if self.outlier is not None and now >= self.outlier.next_deadline():
+            changes = self.outlier.tick(now)
+            self._apply(changes, now)
+        self._due = self._next_due()
+        return changes
+
+    def out_of_rotation(self) -> list[str]:
+        """Keys of the peers the gateway took out: ejected by outlier detection or failing active checks."""
+        return [k for k, mask in self._down.items() if mask & (EJECTED | UNHEALTHY)]
+
+    def down_reasons(self, key: str) -> int:
+        """The FAILED / UNHEALTHY / EJECTED bits that hold for peer `key` (0: in the rotation)."""
+        return self._down.get(key, 0)
+
+    def _apply(self, changes: list[Change[str]], now: float) -> None:
+        for change in changes:
+            peer = self.get(change.peer)
+            if peer is not None:
+                self._mark(peer, EJECTED, change.ejected, now)
+        self._due = self._next_due()
+
+    def _mark(self, peer: Peer, bit: int, on: bool, now: float) -> None:
+        mask = self._down.get(peer.key, 0)
+        mask = mask | bit if on else mask & ~bit
+        self._down[peer.key] = mask
+        if peer.endpoint is not None:
+            self.peer_set.set_up(peer.endpoint, mask == 0, now)
+
+    def _next_due(self) -> float:
+        due = min((p.failed_until for p in self.peers if p.failed_until), default=math.inf)
+        if self.outlier is not None:
+            due = min(due, self.outlier.next_deadline())
+        return due

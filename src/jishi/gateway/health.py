@@ -1,0 +1,129 @@
+"""Active health checks from the gateway: a route's `health_check` section probes each of its instances.
+
+`HealthChecks` belongs to a `Proxy`. `follow(table)` (from `Proxy.set_table`) keeps one task per route that has
+a `health_check` section: a route whose section changed gets a new task, a route that lost it (or left the
+table) has its task cancelled; `stop()` cancels and awaits them all. With several gateway workers each worker
+checks on its own.
+
+Every `interval` seconds a route's task probes all the route's peers at once, each within `timeout`:
+
+    http   GET <path> (Connection: close); passes when the status is within `expect_status` (inclusive)
+    tcp    a connection can be opened
+
+and hands each result to the route's current peer group (`PeerGroup.health`): `fall` failures in a row take a
+peer out of that route's rotation, `rise` passes in a row put it back (then it ramps up under slow start). Peers
+start in the rotation (the registry already reports them healthy). Changes are logged and become events
+(instance.ejected / instance.restored, label reason=health_check).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from jishi.gateway import balancing
+
+if TYPE_CHECKING:
+    from jishi.core.balancer import Peer
+    from jishi.core.routing import RoutingTable
+    from jishi.gateway.proxy import Proxy
+
+__all__ = ["HealthChecks", "probe"]
+
+log = logging.getLogger(__name__)
+
+
+class HealthChecks:
+    """The active health-check tasks of one proxy; see the module doc."""
+
+    def __init__(self, proxy: Proxy) -> None:
+        self.proxy = proxy
+        self._tasks: dict[str, tuple[Any, asyncio.Task[None]]] = {}  # route name → (its section, its task)
+        self._ending: set[asyncio.Task[None]] = set()
+
+    def follow(self, table: RoutingTable) -> None:
+        """Check the routes of `table` that have a health_check section (and no others)."""
+        wanted = {name: r.health_check for name, r in table.routes.items() if r.health_check is not None}
+        for name, (spec, _task) in list(self._tasks.items()):
+            if wanted.get(name) != spec:
+                self._cancel(name)
+        for name, spec in wanted.items():
+            if name not in self._tasks:
+                task = self.proxy.loop.create_task(self._run(name, spec), name=f"health-check {name}")
+                self._tasks[name] = (spec, task)
+
+    def _cancel(self, name: str) -> None:
+        _, task = self._tasks.pop(name)
+        task.cancel()
+        self._ending.add(task)
+        task.add_done_callback(self._ending.discard)
+
+    async def stop(self) -> None:
+        """Cancel every check and wait for the tasks to end."""
+        for name in list(self._tasks):
+            self._cancel(name)
+        tasks = list(self._ending)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run(self, name: str, spec: Any) -> None:
+        loop = self.proxy.loop
+        while True:
+            started = loop.time()
+            try:
+                await self._round(name, spec)
+            except Exception:
+                log.exception("route %s: active health check round failed", name)
+            await asyncio.sleep(max(0.0, spec.interval - (loop.time() - started)))
+
+    async def _round(self, name: str, spec: Any) -> None:
+        route = self.proxy.table.routes.get(name)
+        if route is None or route.lb is None:
+            return
+        peers = route.lb.peers
+        results = await asyncio.gather(*(probe(spec, peer) for peer in peers))
+        route = self.proxy.table.routes.get(name)  # the table may have changed during the probes
+        if route is None or route.lb is None:
+            return
+        now = self.proxy.loop.time()
+        for peer, (passed, detail) in zip(peers, results, strict=True):
+            change = route.lb.health(peer, passed, now, rise=spec.rise, fall=spec.fall)
+            if change is not None:
+                balancing.health_event(self.proxy, route, change, detail)
+
+
+async def probe(spec: Any, peer: Peer) -> tuple[bool, str]:
+    """One check of `peer` as `spec` (an ActiveHealthCheck) says: (passed, what was seen)."""
+    writer: asyncio.StreamWriter | None = None
+    try:
+        async with asyncio.timeout(spec.timeout):
+            reader, writer = await asyncio.open_connection(peer.address, peer.port)
+            if spec.type == "tcp":
+                return True, "connected"
+            request = (
+                f"GET {spec.path} HTTP/1.1\r\nHost: {peer.address}:{peer.port}\r\n"
+                "User-Agent: jishi-gateway-health-check\r\nConnection: close\r\n\r\n"
+            )
+            writer.write(request.encode("latin-1"))
+            line = await reader.readline()
+        parts = line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+            return False, f"not an HTTP response: {line[:60]!r}"
+        status = int(parts[1])
+        low, high = spec.expect_status
+        if low <= status <= high:
+            return True, f"status {status}"
+        return False, f"{spec.path} answered {status}, expected {low}-{high}"
+    except TimeoutError:
+        return False, f"no answer within {spec.timeout:g} s"
+    except OSError as exc:
+        return False, f"connect failed: {exc.strerror or exc}"
+    finally:
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
