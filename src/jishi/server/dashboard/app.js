@@ -1,6 +1,7 @@
 // jishi dashboard — state, polling and the panels. Reads the control plane's /v1/ API once a second:
 //   /v1/status (services, instances, routes, gateways, agents)  — required; the page says "unreachable" without it
 //   /v1/stats, /v1/alerts, /v1/events                           — optional; a 404 shows "not available" in the panel
+// and follows /v1/watch on the instances to redraw as soon as one changes.
 // Actions use the same API as the CLI: POST /v1/services/{s}/scale, POST /v1/instances/{s}/{id}/restart.
 "use strict";
 
@@ -144,17 +145,18 @@
     const totalRps = state.stats && !state.stats.unavailable
       ? Object.values(state.stats.routes || {}).reduce((a, r) => a + (r.rps || 0), 0) : null;
     const items = [
-      ["services", st.services.length],
-      ["instances in rotation", `${live}/${st.instances.length}`],
-      ["gateways", st.gateways.length],
-      ["agents", st.agents.length],
-      ["requests/s", totalRps === null ? "–" : num(totalRps)],
-      ["alerts firing", state.alerts && !state.alerts.unavailable ? firing : "–"],
-      ["revision", st.revision],
+      ["services", "services", st.services.length],
+      ["instances in rotation", "instances", `${live}/${st.instances.length}`],
+      ["gateways", "gateways", st.gateways.length],
+      ["agents", "agents", st.agents.length],
+      ["requests/s", "rps", totalRps === null ? "–" : num(totalRps)],
+      ["alerts firing", "alerts", state.alerts && !state.alerts.unavailable ? firing : "–"],
+      ["revision", "revision", st.revision],
     ];
-    $("summary").replaceChildren(...items.flatMap(([k, v]) => [h("dt", {}, k), h("dd", { "data-testid": `summary-${k.split(" ")[0]}` }, v)]));
+    $("summary").replaceChildren(...items.flatMap(([label, id, value]) => [
+      h("dt", {}, label), h("dd", { "data-testid": `summary-${id}` }, value),
+    ]));
     $("updated").textContent = `updated ${clock(Date.now() / 1000)}`;
-    pill.title = pill.title || "";
   }
 
   // ---- topology -------------------------------------------------------------------------------------------
@@ -471,9 +473,34 @@
     tick();
   }
 
+  // Between polls, a change to the instances (exit, restart, health) redraws at once: the page follows the
+  // control plane's watch stream (NDJSON) and takes any line that is not a heartbeat as "look again now".
+  async function followChanges() {
+    for (;;) {
+      try {
+        const reply = await fetch("/v1/watch?prefix=/jishi/instances/", { cache: "no-store" });
+        if (!reply.ok || !reply.body) throw new Error(`HTTP ${reply.status}`);
+        const reader = reply.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buffer += value;
+          const lines = buffer.split("\n");
+          buffer = lines.pop();
+          if (lines.some((line) => line.trim() && !line.startsWith('{"heartbeat"'))) refreshSoon();
+        }
+      } catch (exc) {
+        console.debug("watch stream ended; polling meanwhile", exc);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+    }
+  }
+
   document.addEventListener("click", (ev) => {
     const button = ev.target.closest("button[data-action=restart]");
     if (button) restart(button.dataset.service, button.dataset.id, button);
   });
   tick();
+  followChanges();
 })();
