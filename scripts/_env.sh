@@ -18,3 +18,17 @@ fi
 
 echo "==> installing jishi and its locked dependencies (uv sync --locked)" >&2
 uv sync --locked --quiet
+
+# The browser tests (tests/ui) drive Debian's Chromium through Playwright. When scripts/test runs as root and
+# /usr/bin/chromium is missing, it is installed from Debian packages; if that fails the run goes on and those
+# tests are skipped, saying why.
+if [ "$(basename "$0")" = "test" ] && [ ! -x /usr/bin/chromium ]; then
+    if [ "$(id -u)" -eq 0 ]; then
+        echo "==> installing chromium for the browser tests (apt-get)" >&2
+        { DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+            && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } \
+            </dev/null >/dev/null || echo "==> could not install chromium: the browser tests will be skipped" >&2
+    else
+        echo "==> /usr/bin/chromium is missing and we are not root: the browser tests will be skipped" >&2
+    fi
+fi
