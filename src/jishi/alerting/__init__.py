@@ -21,13 +21,22 @@ from jishi.alerting.rules import (
     silence_json,
 )
 from jishi.alerting.smtp import SmtpNotifier
-from jishi.alerting.sources import REGISTRY_METRICS, MetricSource, RegistrySource, StaticSource
+from jishi.alerting.sources import (
+    REGISTRY_METRICS,
+    STATS_METRICS,
+    MetricSource,
+    RegistrySource,
+    StaticSource,
+    StatsSource,
+    stats_series,
+)
 from jishi.alerting.webhook import WebhookNotifier
 from jishi.core.alerts import Alert, AlertState, Change, Matcher, MatchOp, Notification, NotifyPolicy, Silence
 
 __all__ = [
     "BUILTIN_RULES",
     "REGISTRY_METRICS",
+    "STATS_METRICS",
     "Alert",
     "AlertEvaluator",
     "AlertRule",
@@ -48,6 +57,7 @@ __all__ = [
     "SilenceSpec",
     "SmtpNotifier",
     "StaticSource",
+    "StatsSource",
     "WebhookConfig",
     "WebhookNotifier",
     "alert_json",
@@ -57,6 +67,7 @@ __all__ = [
     "parse_matchers",
     "payload",
     "silence_json",
+    "stats_series",
     "subject",
     "text",
 ]

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 from jishi.api import wire
 from jishi.errors import JishiError
 from jishi.registry import Registry
-from jishi.server import reports, ui
+from jishi.server import alerts, events, reports, ui
 from jishi.server.endpoints import router
 from jishi.server.watch import WatchStreams
 
@@ -37,6 +37,8 @@ TAGS = [
     {"name": "leases", "description": "TTL leases that keep instances, gateways and agents registered."},
     {"name": "members", "description": "Running gateways and agents."},
     {"name": "kv", "description": "The user's own configuration key-value space (/jishi/kv/)."},
+    {"name": "events", "description": "What happened, kept with retention; followable as a stream."},
+    {"name": "alerts", "description": "Alerts from the rules of `alerting:`, the settings, and silences."},
 ]
 HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 409: "conflict"}
 
@@ -54,6 +56,9 @@ def create_app(registry: Registry, *, streams: WatchStreams | None = None) -> Fa
     app.include_router(router)
     reports.install(app)  # gateway reports, /v1/stats and /metrics
     app.include_router(ui.router)  # the dashboard at /ui/ (and / redirects there)
+    app.state.event_streams = events.EventStreams()
+    app.include_router(events.router)  # the event log, restart requests
+    app.include_router(alerts.router)  # alerts, alerting settings, silences
 
     @app.exception_handler(JishiError)
     async def jishi_error(request: Request, exc: JishiError) -> JSONResponse:

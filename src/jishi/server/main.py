@@ -10,6 +10,9 @@ deletes instances past their deregistration deadline every `reap_interval` secon
 The compactor keeps the store's history bounded like etcd's revision-mode auto-compaction: every
 `compact_interval` seconds it forgets history older than the newest `history_revisions` revisions, so a
 watcher can resume from any revision that recent (older resume points get `compacted` and re-read).
+The same TaskGroup runs the alert evaluator (`jishi.server.alerts.AlertService`, on the stored `alerting:`
+settings, with the gateways' stats as a metric source) and the event retention sweeper
+(`jishi.server.events.EventSweeper`: at most `max_events` events, none older than `max_event_age`).
 """
 
 from __future__ import annotations
@@ -24,9 +27,12 @@ from pathlib import Path
 
 import uvicorn
 
+from jishi.alerting import StatsSource
 from jishi.config.listen import parse_listen
 from jishi.registry import Registry
+from jishi.server.alerts import AlertService
 from jishi.server.app import create_app
+from jishi.server.events import EventStreams, EventSweeper
 from jishi.server.watch import WatchStreams
 from jishi.store.sqlite import SqliteStore
 
@@ -57,10 +63,21 @@ class ControlPlaneServer:
         compact_interval: float = 60.0,
         history_revisions: int = 10_000,
         grace: int = 5,
+        max_events: int = 10_000,
+        max_event_age: float = 7 * 86400.0,
+        sweep_interval: float = 5.0,
+        alert_interval: float | None = None,
     ) -> None:
         self.registry = registry
         self.streams = WatchStreams(registry, heartbeat=heartbeat)
         self.app = create_app(registry, streams=self.streams)
+        self.event_streams: EventStreams = self.app.state.event_streams
+        self.event_streams.heartbeat = heartbeat
+        self.sweeper = EventSweeper(registry, max_events=max_events, max_age=max_event_age, interval=sweep_interval)
+        board = getattr(self.app.state, "stats", None)
+        stats = [StatsSource(lambda: board.snapshot(time.time()))] if board is not None else []
+        self.alerts = AlertService(registry, sources=stats, interval=alert_interval)
+        self.app.state.alerts = self.alerts
         self._reap_interval = reap_interval
         self._compact_interval = compact_interval
         self._history_revisions = history_revisions
@@ -84,18 +101,22 @@ class ControlPlaneServer:
         if not self._uvicorn.should_exit:
             log.info("control plane stopping")
         self.streams.close_all()
+        self.event_streams.close_all()
         self._uvicorn.should_exit = True
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
             reaper = tasks.create_task(self._reap_forever(), name="jishi-reaper")
             compactor = tasks.create_task(self._compact_forever(), name="jishi-compactor")
+            sweeper = tasks.create_task(self.sweeper.run(), name="jishi-event-sweeper")
+            alerts = tasks.create_task(self.alerts.run(), name="jishi-alerts")
             try:
                 await self._uvicorn.serve()
             finally:
                 self.streams.close_all()
-                reaper.cancel()
-                compactor.cancel()
+                self.event_streams.close_all()
+                for task in (reaper, compactor, sweeper, alerts):
+                    task.cancel()
 
     async def _reap_forever(self) -> None:
         while True:
