@@ -195,7 +195,7 @@ def interleaved(
             for target in order:
                 run = run_once(target, conns, seconds)
                 results.setdefault((target.name, conns), []).append(run)
-                print(f"  c{conns:<3d} round {r + 1} {target.name:14s} {run['rps']:>9.0f} req/s  p50 "
+                print(f"  c{conns:<3d} round {r + 1} {target.name:16s} {run['rps']:>9.0f} req/s  p50 "
                       f"{run['p50_ms']:6.2f} ms  p99 {run['p99_ms']:6.2f} ms  cpu {run['cpu_us']:5.1f} µs/req "
                       f"(kernel {run['sys_us']:4.1f})", flush=True)  # fmt: skip
     return results
@@ -203,13 +203,13 @@ def interleaved(
 
 def table(results: dict[tuple[str, int], list[dict[str, float]]]) -> dict[str, float]:
     """Print the median round of each target and level; the same numbers as a flat dict."""
-    print(f"\n{'proxy':14s} {'conns':>5s} {'req/s':>9s} {'p50 ms':>7s} {'p99 ms':>7s} {'cpu µs/req':>10s} "
+    print(f"\n{'proxy':16s} {'conns':>5s} {'req/s':>9s} {'p50 ms':>7s} {'p99 ms':>7s} {'cpu µs/req':>10s} "
           f"{'kernel':>6s} {'errors':>6s}")  # fmt: skip
     summary: dict[str, float] = {}
     for (name, conns), runs in results.items():
         m = measure.median_run(runs)
         errors = m["non2xx"] + m["socket_errors"]
-        print(f"{name:14s} {conns:>5d} {m['rps']:>9.0f} {m['p50_ms']:>7.2f} {m['p99_ms']:>7.2f} "
+        print(f"{name:16s} {conns:>5d} {m['rps']:>9.0f} {m['p50_ms']:>7.2f} {m['p99_ms']:>7.2f} "
               f"{m['cpu_us']:>10.1f} {m['sys_us']:>6.1f} {errors:>6.0f}")  # fmt: skip
         key = name.replace("-", "_")
         summary[f"{key}_rps_c{conns}"] = round(m["rps"], 1)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import measure
@@ -134,3 +137,15 @@ def test_peer_configs_name_both_instances_and_one_worker(tmp_path: Path):
     conf = (tmp_path / "haproxy.cfg").read_text()
     assert argv[:2] == ["haproxy", "-db"] and "nbthread 1" in conf and "bind 127.0.0.1:8002" in conf
     assert "127.0.0.1:9001" in conf and "127.0.0.1:9002" in conf
+
+
+def test_chain_microbenchmark_runs_every_configuration():
+    """bench/gateway_chain.py proxies through every chain configuration and prints a RESULT with each cost."""
+    script = Path(__file__).resolve().parents[2] / "bench" / "gateway_chain.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--requests", "1000", "--repeat", "1"], capture_output=True, text=True, timeout=90
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1].removeprefix("RESULT "))
+    for name in ("metrics", "lb", "outlier", "breaker", "rate_limit", "access_log", "full"):
+        assert f"cost_us_{name}" in result and result[f"{name}_us"] > 0
