@@ -135,7 +135,12 @@ class RateGate:
                 shared = "gcra" if spec.algorithm == "leaky_bucket" else "sliding_window"
                 log.info("route %s: the %s limit runs as %s on Redis", route, spec.algorithm, shared)
             self.redis = RedisLimiter.connect(
-                spec.redis, redis_limit(spec), name=route, workers=workers, shadow=spec.shadow
+                spec.redis,
+                redis_limit(spec),
+                name=route,
+                workers=workers,
+                shadow=spec.shadow,
+                timeout=spec.redis_timeout,
             )
         elif spec.key == "route":
             self._single = local_limiter(spec)

@@ -184,6 +184,7 @@ class RateLimit(_Model):
     burst: int | None = Field(None, ge=1)  # token bucket / GCRA burst; default `requests`
     key: RequestKey = "ip"  # one limit per client IP, per header/cookie value, or one for the whole route
     redis: str | None = None  # redis://host:port/db: one limit shared by every gateway worker and host
+    redis_timeout: Duration = Field(0.1, gt=0)  # a Redis decision slower than this is made locally instead
     shadow: bool = False  # only count and log what would be refused
 
 
