@@ -14,24 +14,35 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from jishi.agent.agent import Agent
+from jishi.agent.metrics import serve_metrics
 
 __all__ = ["main", "run_until_signalled", "serve"]
 
 log = logging.getLogger(__name__)
 
 
-def serve(control_plane: str, data_dir: Path = Path(".jishi/agent"), agent_id: str | None = None) -> None:
-    """Run an agent against the control plane at `control_plane` (a base URL); blocks until stopped."""
-    asyncio.run(_serve(control_plane, Path(data_dir), agent_id))
+def serve(
+    control_plane: str,
+    data_dir: Path = Path(".jishi/agent"),
+    agent_id: str | None = None,
+    metrics_listen: str | None = None,
+) -> None:
+    """Run an agent against the control plane at `control_plane` (a base URL); blocks until stopped.
+    With `metrics_listen` (HOST:PORT) it serves its metrics there (`jishi.agent.metrics`)."""
+    asyncio.run(_serve(control_plane, Path(data_dir), agent_id, metrics_listen))
 
 
-async def _serve(control_plane: str, data_dir: Path, agent_id: str | None) -> None:
+async def _serve(control_plane: str, data_dir: Path, agent_id: str | None, metrics_listen: str | None = None) -> None:
     from jishi.api import HttpControlPlane
 
     cp = HttpControlPlane(control_plane)
+    agent = Agent(cp, data_dir, agent_id)
+    metrics = await serve_metrics(agent, metrics_listen) if metrics_listen else None
     try:
-        await run_until_signalled(Agent(cp, data_dir, agent_id))
+        await run_until_signalled(agent)
     finally:
+        if metrics is not None:
+            await metrics.stop()
         await cp.aclose()
 
 
@@ -65,12 +76,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--control-plane", default="http://127.0.0.1:8500", help="control-plane base URL")
     parser.add_argument("--data-dir", type=Path, default=Path(".jishi/agent"), help="agent id and instance logs")
     parser.add_argument("--agent-id", default=None, help="stable id of this agent (default: kept in --data-dir)")
+    parser.add_argument("--metrics-listen", default=None, help="HOST:PORT to serve /metrics on (default: none)")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the agent's own log
     try:
-        serve(args.control_plane, args.data_dir, args.agent_id)
+        serve(args.control_plane, args.data_dir, args.agent_id, args.metrics_listen)
     except asyncio.CancelledError:
         return 1
     return 0
