@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import random
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jishi.core.retry import Action, Attempt, Failure, decide
+from jishi.core.retry import Action, Attempt, Failure, RetryOn, RetryRules, decide, fallback
 
 
 def attempt(**kw: object) -> Attempt:
@@ -64,3 +67,65 @@ def test_invariants(
         assert tries <= retries
     if action is Action.RETRY_FRESH:
         assert reused and not stale
+
+
+def test_retry_on_names_parse_to_flags_and_match_statuses() -> None:
+    """`on` names become flags; 5xx matches every 5xx, 503 only 503, and nothing below 500 is a retry status."""
+    on = RetryOn.parse(["connect_failure", "503"])
+    assert on == RetryOn.CONNECT_FAILURE | RetryOn.S503
+    assert on.status(503) and not on.status(502) and not on.status(500)
+    assert RetryOn.parse(["5xx"]).status(500) and RetryOn.parse(["5xx"]).status(599)
+    assert not RetryOn.parse(["5xx"]).status(404)
+    with pytest.raises(ValueError, match="unknown retry condition 'teapot'"):
+        RetryOn.parse(["teapot"])
+
+
+def test_timeout_is_retried_only_when_the_route_asks_and_the_request_may_be_resent() -> None:
+    """A per-try timeout goes elsewhere with `timeout` in `on`, never for POST without the opt-in."""
+    on = RetryOn.parse(["timeout"])
+    assert decide(attempt(failure=Failure.TIMEOUT, retry_on=on)) is Action.RETRY_OTHER
+    assert decide(attempt(failure=Failure.TIMEOUT, retry_on=on, tries=3)) is Action.GIVE_UP
+    assert decide(attempt(failure=Failure.TIMEOUT, retry_on=on, idempotent=False)) is Action.FAIL
+    assert decide(attempt(failure=Failure.TIMEOUT, retry_on=on, idempotent=False, non_idempotent=True)) is (
+        Action.RETRY_OTHER
+    )
+
+
+def test_status_failure_retries_or_relays_the_answer() -> None:
+    """A retried status goes elsewhere while tries remain; otherwise the instance's answer is relayed."""
+    on = RetryOn.parse(["503"])
+    assert decide(attempt(failure=Failure.STATUS, status=503, retry_on=on)) is Action.RETRY_OTHER
+    assert decide(attempt(failure=Failure.STATUS, status=500, retry_on=on)) is Action.RELAY
+    assert decide(attempt(failure=Failure.STATUS, status=503, retry_on=on, tries=3)) is Action.RELAY
+    assert decide(attempt(failure=Failure.STATUS, status=503, retry_on=on, idempotent=False)) is Action.RELAY
+    assert decide(attempt(failure=Failure.STATUS, status=503, retry_on=on, replayable=False)) is Action.RELAY
+    assert fallback(Failure.STATUS) is Action.RELAY and fallback(Failure.LOST) is Action.GIVE_UP
+
+
+def test_reset_is_not_retried_elsewhere_when_the_route_leaves_it_out() -> None:
+    """Without `reset` a lost connection fails at once (a stale pooled one still gets its fresh retry)."""
+    on = RetryOn.parse(["connect_failure"])
+    assert decide(attempt(retry_on=on)) is Action.FAIL
+    assert decide(attempt(retry_on=on, reused=True)) is Action.RETRY_FRESH
+    assert decide(attempt(failure=Failure.CONNECT, retry_on=RetryOn.parse(["reset"]))) is Action.FAIL
+
+
+def test_backoff_is_full_jitter_below_a_doubling_capped_ceiling() -> None:
+    """Retry n waits uniformly in [0, min(max, base·2^(n-1))); base 0 means no wait."""
+    rules = RetryRules(backoff_base=0.01, backoff_max=0.05)
+    rng = random.Random(7)
+    for n, ceiling in ((1, 0.01), (2, 0.02), (3, 0.04), (4, 0.05), (9, 0.05)):
+        waits = [rules.backoff(n, rng) for _ in range(300)]
+        assert min(waits) >= 0 and max(waits) < ceiling
+        assert max(waits) > ceiling * 0.9  # the whole range is used
+    assert RetryRules().backoff(3, rng) == 0.0
+
+
+def test_rules_from_a_retry_section() -> None:
+    """The jishi.yaml retry section maps onto the rules the gateway reads."""
+    from jishi.registry.policies import RetryPolicy
+
+    rules = RetryRules.from_policy(RetryPolicy(attempts=3, on=["5xx", "timeout"], per_try_timeout="250ms"))
+    assert rules.attempts == 3 and rules.per_try_timeout == 0.25 and rules.on_status
+    assert rules.on == RetryOn.S5XX | RetryOn.TIMEOUT
+    assert not RetryRules().on_status

@@ -1,0 +1,139 @@
+"""A route's peer group: policies over the gateway's peers, fail marks, health, outlier ejection, slow start, panic."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+from jishi.core.balancer import PeerSpec
+from jishi.core.lb import OutlierConfig
+from jishi.core.peer_group import EJECTED, FAILED, UNHEALTHY, GroupConfig, PeerGroup
+
+RNG = random.Random(1)
+
+
+def specs(*names: str, weight: int = 1) -> list[PeerSpec]:
+    return [PeerSpec(key=f"svc/{n}", address="127.0.0.1", port=9000 + i, weight=weight) for i, n in enumerate(names)]
+
+
+def picks(group: PeerGroup, n: int, now: float, key: bytes | None = None) -> list[str]:
+    out = []
+    for _ in range(n):
+        peer = group.pick(now, RNG, key)
+        assert peer is not None
+        out.append(peer.key.split("/")[1])
+    return out
+
+
+def test_round_robin_group_alternates_like_the_plain_balancer() -> None:
+    """round_robin over equal weights is strict alternation, in spec order."""
+    group = PeerGroup(specs("a", "b", "c"), GroupConfig(), now=0.0)
+    assert picks(group, 6, 0.0) == ["a", "b", "c", "a", "b", "c"]
+
+
+def test_a_peer_joining_an_existing_route_ramps_up_under_slow_start() -> None:
+    """Slow start 10 s: 2.5 s after joining the new peer has a quarter of its weight — 1 pick in 5 — and all of it
+    after 10 s; the peers of a brand-new route do not ramp."""
+    cfg = GroupConfig(slow_start=10.0)
+    first = PeerGroup(specs("a"), cfg, now=50.0)
+    assert picks(first, 3, 50.0) == ["a", "a", "a"]
+    group = PeerGroup.build(specs("a", "b"), cfg, now=100.0, previous=first)
+    assert Counter(picks(group, 5, 102.5)) == {"a": 4, "b": 1}
+    assert Counter(picks(group, 10, 110.0)) == {"a": 5, "b": 5}
+
+
+def test_panic_spreads_over_all_peers_when_too_few_are_up() -> None:
+    """3 of 4 peers failed: below the 0.5 threshold every peer is picked again; with threshold 0.2 only the
+    healthy one; the marks expire after fail_timeout at the housekeeping tick."""
+    for threshold, expected in ((0.5, {"a", "b", "c", "d"}), (0.2, {"d"})):
+        group = PeerGroup(specs("a", "b", "c", "d"), GroupConfig(panic_threshold=threshold, fail_timeout=2.0), now=0.0)
+        for peer in group.peers[:3]:
+            group.mark_failed(peer, 0.0)
+        assert group.down_reasons("svc/a") == FAILED
+        assert set(picks(group, 8, 1.0)) == expected
+        assert group.peer_set.panic is (threshold == 0.5)
+        group.tick(1.99)
+        assert group.down_reasons("svc/a") == FAILED
+        group.tick(2.0)
+        assert group.down_reasons("svc/a") == 0
+        assert set(picks(group, 8, 2.0)) == {"a", "b", "c", "d"}
+
+
+def test_outlier_ejection_time_grows_with_repeats_and_is_capped() -> None:
+    """3 consecutive 5xx eject for base 10 s, then 20 s, then the 25 s cap; each return is exact."""
+    outlier = OutlierConfig(
+        consecutive_5xx=3, base_ejection_time=10, max_ejection_time=25, interval=1000, max_ejection_percent=50
+    )
+    group = PeerGroup(specs("a", "b"), GroupConfig(outlier=outlier), now=0.0)
+    a = group.peers[0]
+    for start, until in ((0.0, 10.0), (11.0, 31.0), (32.0, 57.0)):
+        assert group.finished(a, start, 0.01, 500) == []
+        assert group.finished(a, start, 0.01, 503) == []
+        (change,) = group.finished(a, start, 0.01, 500)
+        assert change.ejected and change.until == until and change.peer == "svc/a"
+        assert group.down_reasons("svc/a") == EJECTED and group.out_of_rotation() == ["svc/a"]
+        assert set(picks(group, 4, start)) == {"b"}
+        assert group.tick(until - 0.01) == []
+        (back,) = group.tick(until)
+        assert not back.ejected and back.at == until
+        assert group.out_of_rotation() == []
+
+
+def test_success_resets_the_consecutive_run_and_no_status_means_no_verdict() -> None:
+    """A 2xx between 5xx restarts the count; status 0 (client went away) counts for nothing."""
+    outlier = OutlierConfig(consecutive_5xx=2, max_ejection_percent=50)
+    group = PeerGroup(specs("a", "b"), GroupConfig(outlier=outlier), now=0.0)
+    a = group.peers[0]
+    assert group.finished(a, 0, 0.01, 500) == []
+    assert group.finished(a, 0, 0.01, 200) == []
+    assert group.finished(a, 0, 0.01, 500) == []
+    assert group.finished(a, 0, 0.01, 0) == []
+    assert len(group.finished(a, 0, 0.01, 502)) == 1
+
+
+def test_active_health_takes_a_peer_out_after_fall_and_back_after_rise() -> None:
+    """fall 3: out on the third failure in a row; rise 2: back on the second pass in a row."""
+    group = PeerGroup(specs("a", "b"), GroupConfig(), now=0.0)
+    a = group.peers[0]
+    results = [group.health(a, ok, 1.0, rise=2, fall=3) for ok in (False, False, True, False, False)]
+    assert results == [None] * 5
+    change = group.health(a, False, 2.0, rise=2, fall=3)
+    assert change is not None and not change.up and change.run == 3
+    assert group.down_reasons("svc/a") == UNHEALTHY and group.out_of_rotation() == ["svc/a"]
+    assert set(picks(group, 4, 2.0)) == {"b"}
+    assert group.health(a, True, 3.0, rise=2, fall=3) is None
+    back = group.health(a, True, 4.0, rise=2, fall=3)
+    assert back is not None and back.up
+    assert set(picks(group, 4, 4.0)) == {"a", "b"}
+
+
+def test_rebuild_with_the_same_peers_keeps_the_group_and_a_changed_one_keeps_peer_state() -> None:
+    """Same config and peers → the very same group (a new registry generation only clears a fail mark); a new
+    peer → a new group whose unchanged peers are the same objects, in-flight counts and health included."""
+    cfg = GroupConfig(policy="least_request")
+    group = PeerGroup(specs("a", "b"), cfg, now=0.0)
+    a = group.peers[0]
+    group.started(a, 0.0)
+    group.mark_failed(a, 0.0)
+    regenerated = specs("a", "b")
+    regenerated[0] = PeerSpec(key="svc/a", address="127.0.0.1", port=9000, generation=7)
+    same = PeerGroup.build(regenerated, cfg, now=1.0, previous=group)
+    assert same is group and group.down_reasons("svc/a") == 0
+    bigger = PeerGroup.build(regenerated + specs("x", "y", "c")[2:], cfg, now=1.0, previous=group)
+    assert bigger is not group and bigger.peers[0] is a
+    assert a.endpoint is not None and a.endpoint.active == 1
+    bigger.finished(a, 2.0, 2.0, 200)
+    assert a.endpoint.active == 0
+
+
+def test_consistent_hash_group_sends_a_key_to_one_peer_and_a_retry_elsewhere() -> None:
+    """ring_hash: one key → one peer every time; excluding that peer picks another; no key → any peer."""
+    for policy in ("ring_hash", "maglev"):
+        group = PeerGroup(specs("a", "b", "c"), GroupConfig(policy=policy), now=0.0)
+        owners = {k: set(picks(group, 5, 0.0, f"user-{k}".encode())) for k in range(20)}
+        assert all(len(o) == 1 for o in owners.values())
+        assert len(set().union(*owners.values())) > 1
+        first = group.pick(0.0, RNG, b"user-1")
+        assert first is not None
+        other = group.pick(0.0, RNG, b"user-1", [first])
+        assert other is not None and other is not first
