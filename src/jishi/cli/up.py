@@ -59,6 +59,13 @@ def _host_port(listen: str) -> tuple[str, int]:
     return url.hostname or "127.0.0.1", url.port or 0
 
 
+def _free_port() -> int:
+    """A port free on 127.0.0.1 now, for a metrics listener nobody configured."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _answers(listen: str) -> bool:
     try:
         with socket.create_connection(_host_port(listen), timeout=0.3):
@@ -81,6 +88,12 @@ class Platform:
         if config.gateway.access_log:
             gateway += ["--access-log", config.gateway.access_log]
         gateway += tls_argv(config.gateway.tls)
+        # metrics listeners: the gateway's admin port (configured, or a free one) and the agent's
+        self.admin_listen = config.gateway.admin_listen or f"127.0.0.1:{_free_port()}"
+        self.agent_metrics_listen = f"127.0.0.1:{_free_port()}"
+        gateway += ["--admin-listen", self.admin_listen]
+        agent = ["--control-plane", cp, "--data-dir", str(data / "agent")]
+        agent += ["--metrics-listen", self.agent_metrics_listen]
         common = ["--log-level", log_level]
         self.server = Child(
             "server",
@@ -90,7 +103,7 @@ class Platform:
         self.gateway = Child("gateway", [python, "-m", "jishi.gateway", *gateway, *common], logs / "gateway.log")
         self.agent = Child(
             "agent",
-            [python, "-m", "jishi.agent", "--control-plane", cp, "--data-dir", str(data / "agent"), *common],
+            [python, "-m", "jishi.agent", *agent, *common],
             logs / "agent.log",
         )
         self.children = [self.server, self.gateway, self.agent]
@@ -181,6 +194,8 @@ class Platform:
         out.print(f"  gateway        {c.gateway_url}")
         out.print(f"  control plane  {c.control_plane_url}   (API docs {c.control_plane_url}/docs)")
         out.print(f"  openapi        {c.control_plane_url}/openapi.json")
+        gateway_metrics, agent_metrics = listen_url(self.admin_listen), listen_url(self.agent_metrics_listen)
+        out.print(f"  metrics        {gateway_metrics}/metrics (gateway), {agent_metrics}/metrics (agent)")
         out.print(f"  logs           {c.data_dir / 'logs'}")
         for route in c.routes:
             services = ", ".join(b.service for b in route.backends)

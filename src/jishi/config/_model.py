@@ -66,6 +66,7 @@ class GatewayConfig(_Model):
     workers: int = Field(default=1, ge=1, le=64)  # processes sharing the port (SO_REUSEPORT)
     access_log: str | None = None  # file for the access log; None: none
     tls: GatewayTLS | None = None  # serve HTTPS (TLS termination) instead of HTTP on `listen`
+    admin_listen: Listen | None = None  # /metrics and /healthz; unset: `jishi up` picks a free port
 
 
 class ProjectConfig(_Model):
