@@ -53,6 +53,7 @@ from jishi.testing import free_port, wait_for_port
 HERE = Path(__file__).resolve().parent
 PROXY_CPU = "0"
 LOAD_CPU = "1"
+MAIN_ROUTE = "bench"  # the route of the comparison run (--features runs one route per configuration)
 SECTIONS = ("lb", "outlier", "breaker", "rate_limit", "access_log", "metrics")
 ADMIN_OPTIONS = ("--admin-listen", "--admin", "--metrics-listen")  # the gateway's admin/metrics listener
 
@@ -143,8 +144,8 @@ def start_jishi(
         admin_url = f"http://127.0.0.1:{admin_port}"
     proc = procs.start(f"gateway-{name}", argv, PROXY_CPU)
     logs = [tmp / f"access-{name}.log"] if "access_log" in sections else []
-    return Jishi(Target(f"jishi-{name}" if name != "main" else "jishi", f"http://127.0.0.1:{port}{prefix}",
-                        proc.pid), admin_url, logs)  # fmt: skip
+    label = f"jishi-{name}" if name != MAIN_ROUTE else "jishi"
+    return Jishi(Target(label, f"http://127.0.0.1:{port}{prefix}", proc.pid), admin_url, logs)
 
 
 async def feed_control_plane(cp_url: str, ports: list[int], routes: list[Route]) -> None:
@@ -319,8 +320,8 @@ def main() -> int:
         options = gateway_options()
         if args.features:
             return features(procs, cp_url, ports, tmp, options, args)
-        jishi = start_jishi(procs, "main", cp_url, tmp, sections, "/", options)
-        asyncio.run(feed_control_plane(cp_url, ports, [bench_route("bench", "/", sections, tmp)]))
+        jishi = start_jishi(procs, MAIN_ROUTE, cp_url, tmp, sections, "/", options)
+        asyncio.run(feed_control_plane(cp_url, ports, [bench_route(MAIN_ROUTE, "/", sections, tmp)]))
         ngx_port, ha_port = free_port(), free_port()
         nginx = procs.start("nginx", peers.nginx_argv(tmp, ngx_port, ports), PROXY_CPU)
         haproxy = procs.start("haproxy", peers.haproxy_argv(tmp, ha_port, ports), PROXY_CPU)
@@ -343,8 +344,8 @@ def main() -> int:
               f"{summary['ratio_haproxy_c256']:.2f}x; p99 vs nginx at 64: {summary['p99_ratio_nginx_c64']:.2f}x "
               "(lower is better)")  # fmt: skip
         summary["jishi_chain"] = [s for s in SECTIONS if s in sections]
-        summary["chain_seen"] = chain_seen(jishi, "bench")
-        summary["policy_state"] = policy_state(cp_url, "bench")
+        summary["chain_seen"] = chain_seen(jishi, MAIN_ROUTE)
+        summary["policy_state"] = policy_state(cp_url, MAIN_ROUTE)
         summary["rounds"], summary["seconds_per_run"] = args.rounds, args.duration
         if args.profile:
             print("\n" + profile(jishi.target, max(args.duration, 6), args.out))

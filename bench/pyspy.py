@@ -87,7 +87,10 @@ def _waiting(stack: Stack) -> bool:
 
 
 def jishi_frame(frame: str) -> bool:
+    """A frame of jishi's code — but not a process's entry point, under which the event loop itself runs."""
     _, file = _split(frame)
+    if file.endswith(("/main.py", "/__main__.py")):
+        return False
     return file.startswith(("jishi/", "src/jishi/")) or "/jishi/" in file
 
 
@@ -112,7 +115,7 @@ def report(stacks: list[tuple[Stack, int]], top: int = 25) -> str:
         classes[classify(stack)] += n
         own[_label(stack[-1])] += n
         inner = next((f for f in reversed(stack) if jishi_frame(f)), None)
-        charged[_label(inner) if inner else "(outside jishi code)"] += n
+        charged[_label(inner) if inner else "(outside jishi's callbacks: the event loop, threads)"] += n
     lines += ["", "by class of the innermost frame:"]
     lines += [f"  {share(n, busy)}  {name}" for name, n in classes.most_common()]
     lines += ["", f"top {top} functions by own time:"]

@@ -117,7 +117,7 @@ def test_report_shares_are_of_busy_samples_and_charge_the_innermost_jishi_frame(
     assert " 50.0%  syscalls" in text
     assert " 50.0%  ClientConnection.flush (jishi/gateway/downstream.py)" in text
     assert " 40.0%  ClientConnection.data_received (jishi/gateway/downstream.py)" in text
-    assert " 10.0%  (outside jishi code)" in text
+    assert " 10.0%  (outside jishi's callbacks: the event loop, threads)" in text
 
 
 def test_record_argv_pauses_the_process_only_for_native_stacks():
