@@ -175,3 +175,30 @@ def test_merge_adds_rows_gauges_and_policies() -> None:
         "retries": 2,
         "ejected": ["s/a", "s/b"],
     }
+
+
+async def test_breaker_state_and_rate_limit_rejections_reach_metrics(
+    gateway: GatewayUnderTest, backend_port: int
+) -> None:
+    """A route whose breaker opened and whose limit refused requests: breaker_state{state="open"} is 1 and
+    rate_limited_total counts the 429s."""
+    from jishi.registry.policies import BreakerPolicy, RateLimit
+
+    gateway.proxy.stats = Stats()
+    route = simple_route(
+        "svc",
+        breaker=BreakerPolicy(window_size=4, minimum_calls=4, failure_rate=50.0, wait_in_open=60.0),
+        rate_limit=RateLimit(requests=6, period=60.0, key="route"),
+    )
+    gateway.set([route], [Instance(id="a", service="svc", port=backend_port, health=Health.PASSING)])
+    statuses = []
+    async with httpx.AsyncClient(base_url=gateway.url) as client:
+        for _ in range(8):
+            statuses.append((await client.get("/code/500")).status_code)
+    assert statuses.count(429) == 2  # 6 admitted by the limit: 4 reach the instance, then the breaker is open
+    found = samples(render(LocalMetrics(gateway.proxy).current).decode())
+    assert found[("jishi_gateway_rate_limited_total", (("route", "svc"),))] == 2
+    assert found[("jishi_gateway_breaker_state", (("route", "svc"), ("state", "open")))] == 1
+    assert found[("jishi_gateway_breaker_state", (("route", "svc"), ("state", "closed")))] == 0
+    labels = (("code_class", "5xx"), ("instance", "svc/a"), ("route", "svc"), ("service", "svc"))
+    assert found[("jishi_gateway_requests_total", labels)] == 4

@@ -106,6 +106,8 @@ def policy_state(proxy: Proxy) -> dict[str, dict[str, Any]]:
         if getter is not None:
             state = dict(getter())
         retries = getattr(route, "retries_done", None)
+        if callable(retries):
+            retries = retries()
         ejected = getattr(route, "ejected", None)
         out[name] = {
             "breaker": state.get("breaker"),
