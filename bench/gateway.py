@@ -4,6 +4,7 @@
     uv run python bench/gateway.py --quick      # 1 round of 2 s at each level: a smoke run
     uv run python bench/gateway.py --bare       # jishi without its policy chain, for comparison
     uv run --group bench python bench/gateway.py --profile     # + a py-spy profile of jishi during a c64 round
+    uv run python bench/gateway.py --syscalls   # + syscalls per request of each proxy (strace -c)
     uv run python bench/gateway.py --features   # CPU per request of each chain section alone (jishi only)
 
 What it does:
@@ -40,10 +41,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import diagnose
 import httpx
 import measure
 import peers
-import pyspy
 
 from jishi.api import HttpControlPlane
 from jishi.registry import Health, Instance, Route, RouteBackend
@@ -173,14 +174,7 @@ def wait_serving(url: str, timeout: float = 20.0) -> None:
 
 def run_once(target: Target, conns: int, seconds: int) -> dict[str, float]:
     """One wrk run against `target`, with the CPU its processes spent meanwhile."""
-    cpu0 = measure.group_cpu(target.pgid)
-    report = measure.run_wrk(target.url, conns, seconds, LOAD_CPU)
-    cpu = measure.group_cpu(target.pgid) - cpu0
-    run = measure.parse_wrk(report)
-    n = run["requests"] or 1.0
-    run["cpu_us"] = cpu.total / n * 1e6
-    run["sys_us"] = cpu.system / n * 1e6
-    return run
+    return measure.run_once(target.url, target.pgid, conns, seconds, LOAD_CPU)
 
 
 def interleaved(
@@ -261,27 +255,17 @@ def policy_state(cp_url: str, route: str) -> object:
         return None
 
 
-def profile(target: Target, seconds: int, out_dir: Path) -> str:
-    """py-spy on jishi's gateway during one more c64 round (not counted); the report, also saved in `out_dir`."""
-    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    if not Path(spy).exists():
-        raise SystemExit("py-spy is missing: run with `uv run --group bench python bench/gateway.py --profile`")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    folded = out_dir / "gateway-profile.folded"
-    argv = pyspy.record_argv(target.pgid, seconds, folded)
-    argv[0] = spy
-    with subprocess.Popen(["taskset", "-c", LOAD_CPU, *argv], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE) as spying:  # fmt: skip
-        time.sleep(0.3)  # attached before the load starts
-        run = run_once(target, 64, seconds + 1)
-        _, err = spying.communicate(timeout=seconds + 60)
-    if spying.returncode != 0 or not folded.exists():
-        raise RuntimeError(f"py-spy failed ({spying.returncode}): {err.decode(errors='replace')}")
-    text = (f"py-spy on the jishi gateway (pid {target.pgid}) during a c64 wrk run: {run['rps']:.0f} req/s under "
-            f"the profiler, {run['cpu_us']:.1f} µs CPU/req (kernel {run['sys_us']:.1f})\n\n")  # fmt: skip
-    text += pyspy.report(pyspy.parse_collapsed(folded.read_text()))
-    (out_dir / "gateway-profile.txt").write_text(text + "\n")
-    return text
+def syscall_table(targets: list[Target]) -> dict[str, object]:
+    """Syscalls per request of each proxy during one more c64 run under `strace -c`; printed and returned."""
+    print("\nsyscalls per request at 64 connections (strace -c, one more 2 s run each):")
+    out: dict[str, object] = {}
+    for target in targets:
+        calls = diagnose.syscalls(target.url, target.pgid, 2, LOAD_CPU)
+        top = ", ".join(f"{name} {n:.2f}" for name, n in list(calls.items())[:6])
+        print(f"  {target.name:8s} {sum(calls.values()):5.2f}  ({top})")
+        out[f"{target.name}_syscalls_per_req"] = round(sum(calls.values()), 3)
+        out[f"{target.name}_syscalls"] = {name: round(n, 3) for name, n in calls.items() if n >= 0.01}
+    return out
 
 
 def main() -> int:
@@ -293,6 +277,7 @@ def main() -> int:
     ap.add_argument("--chain", default=",".join(SECTIONS), help=f"chain sections to turn on (of {','.join(SECTIONS)})")
     ap.add_argument("--features", action="store_true", help="jishi only: bare, each section alone, and all of them")
     ap.add_argument("--profile", action="store_true", help="py-spy on jishi during one more c64 round")
+    ap.add_argument("--syscalls", action="store_true", help="strace: syscalls per request of each proxy at c64")
     ap.add_argument("--out", type=Path, default=HERE / "results", help="where --profile writes its files")
     args = ap.parse_args()
     if args.quick:
@@ -347,8 +332,11 @@ def main() -> int:
         summary["chain_seen"] = chain_seen(jishi, MAIN_ROUTE)
         summary["policy_state"] = policy_state(cp_url, MAIN_ROUTE)
         summary["rounds"], summary["seconds_per_run"] = args.rounds, args.duration
+        if args.syscalls:
+            summary.update(syscall_table(targets))
         if args.profile:
-            print("\n" + profile(jishi.target, max(args.duration, 6), args.out))
+            text = diagnose.profile(jishi.target.url, jishi.target.pgid, max(args.duration, 6), args.out, LOAD_CPU)
+            print("\n" + text)
             print(f"(profile written to {args.out / 'gateway-profile.txt'} and gateway-profile.folded)")
         print("RESULT " + json.dumps(summary, sort_keys=True))
         return 0

@@ -18,7 +18,18 @@ import subprocess
 from collections.abc import Iterable
 from typing import NamedTuple
 
-__all__ = ["Cpu", "group_cpu", "median_run", "parse_stat", "parse_wrk", "run_wrk", "to_ms"]
+__all__ = [
+    "Cpu",
+    "group_cpu",
+    "group_pids",
+    "median_run",
+    "parse_stat",
+    "parse_strace",
+    "parse_wrk",
+    "run_once",
+    "run_wrk",
+    "to_ms",
+]
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
@@ -58,6 +69,19 @@ def run_wrk(url: str, connections: int, seconds: int, cpu: str) -> str:
     return subprocess.run(argv, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
 
 
+def run_once(url: str, pgid: int, connections: int, seconds: int, cpu: str) -> dict[str, float]:
+    """One wrk run against `url`, with the CPU the process group `pgid` (the proxy) spent meanwhile:
+    wrk's numbers plus `cpu_us` and `sys_us`, CPU and kernel µs per request."""
+    cpu0 = group_cpu(pgid)
+    report = run_wrk(url, connections, seconds, cpu)
+    spent = group_cpu(pgid) - cpu0
+    run = parse_wrk(report)
+    n = run["requests"] or 1.0
+    run["cpu_us"] = spent.total / n * 1e6
+    run["sys_us"] = spent.system / n * 1e6
+    return run
+
+
 class Cpu(NamedTuple):
     user: float  # seconds
     system: float
@@ -77,9 +101,9 @@ def parse_stat(text: str) -> tuple[int, int, int]:
     return int(fields[2]), int(fields[11]), int(fields[12])
 
 
-def group_cpu(pgid: int) -> Cpu:
-    """User and system CPU seconds of every live process in process group `pgid`."""
-    user = system = 0
+def _group_stats(pgid: int) -> list[tuple[int, int, int]]:
+    """(pid, utime, stime) of every live process in process group `pgid`."""
+    out = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -89,10 +113,35 @@ def group_cpu(pgid: int) -> Cpu:
         except (OSError, IndexError, ValueError):
             continue  # gone meanwhile
         if group == pgid:
-            user += utime
-            system += stime
+            out.append((int(entry), utime, stime))
+    return out
+
+
+def group_cpu(pgid: int) -> Cpu:
+    """User and system CPU seconds of every live process in process group `pgid`."""
+    stats = _group_stats(pgid)
     tick = os.sysconf("SC_CLK_TCK")
-    return Cpu(user / tick, system / tick)
+    return Cpu(sum(s[1] for s in stats) / tick, sum(s[2] for s in stats) / tick)
+
+
+def group_pids(pgid: int) -> list[int]:
+    """The live processes of process group `pgid`."""
+    return sorted(s[0] for s in _group_stats(pgid))
+
+
+def parse_strace(text: str) -> dict[str, int]:
+    """Calls per syscall from `strace -c`'s summary table (the "total" row left out)."""
+    calls: dict[str, int] = {}
+    for line in text.splitlines():
+        fields = line.split()
+        # % time, seconds, usecs/call, calls, [errors,] syscall
+        if len(fields) in (5, 6) and fields[-1] != "total" and fields[3].isdigit():
+            try:
+                float(fields[0])
+            except ValueError:
+                continue
+            calls[fields[-1]] = int(fields[3])
+    return calls
 
 
 def median_run(runs: Iterable[dict[str, float]]) -> dict[str, float]:

@@ -86,6 +86,22 @@ def test_median_run_takes_medians_and_sums_errors():
     assert measure.median_run(runs) == {"rps": 20.0, "non2xx": 2.0, "socket_errors": 2.0}
 
 
+STRACE_SUMMARY = """\
+% time     seconds  usecs/call     calls    errors syscall
+------ ----------- ----------- --------- --------- ----------------
+ 76.76    0.203655          19     10513           write
+ 17.39    0.046136           4     10516         3 read
+  5.70    0.015126          16       942           epoll_pwait
+------ ----------- ----------- --------- --------- ----------------
+100.00    0.265300          12     21971         3 total
+"""
+
+
+def test_parse_strace_reads_calls_per_syscall_with_or_without_errors():
+    """Calls by syscall name from strace -c's table; the errors column may be empty; the total row is left out."""
+    assert measure.parse_strace(STRACE_SUMMARY) == {"write": 10513, "read": 10516, "epoll_pwait": 942}
+
+
 FOLDED = """\
 <module> (main.py:1);uv_run (core.c:464);uv__io_poll (linux.c:1452);epoll_pwait (libc.so.6) 50
 <module> (main.py:1);uv_run (core.c:464);uv__io_poll (linux.c:1546);ClientConnection.flush (jishi/gateway/downstream.py:300);write (libc.so.6) 20
