@@ -7,10 +7,14 @@ Tasks, all owned by one TaskGroup and cancelled and awaited on shutdown:
 - reconciler: on every change (and every second) asks `jishi.core.reconcile.plan` what to start, stop or
   replace, and tells the slot supervisors;
 - lease keeper and registrar: the one lease and the control plane's copy of every instance;
-- one supervisor task per slot.
+- one supervisor task per slot;
+- the event sender (`jishi.registry.events.EventBuffer`): the supervisors' instance events, sent in the
+  background so that an unreachable control plane never holds up supervision;
+- the restart follower (`jishi.agent.restarts`): operators' restart requests for this agent's instances.
 
 Shutdown (`stop()`): every slot drains and stops in parallel, the registrar flushes the withdrawals, the
-lease is revoked. Instance ids are `<service>-<agent hash6>-<slot>`: unique across agents, stable per slot.
+events still buffered get a second to reach the control plane, the lease is revoked. Instance ids are
+`<service>-<agent hash6>-<slot>`: unique across agents, stable per slot.
 """
 
 from __future__ import annotations
@@ -34,8 +38,10 @@ from jishi.agent.groups import GroupLedger, end_leftovers
 from jishi.agent.lease import LeaseKeeper
 from jishi.agent.ports import PortAllocator
 from jishi.agent.registrar import Registrar
+from jishi.agent.restarts import RestartFollower
 from jishi.agent.supervisor import Supervisor
 from jishi.core.reconcile import ActionKind, Desired, plan
+from jishi.registry.events import EventBuffer
 from jishi.registry.model import AgentInfo, ServiceSpec
 from jishi.registry.protocol import ControlPlane
 
@@ -100,6 +106,8 @@ class Agent:
         self._idle = asyncio.Event()  # no slot task is left
         self._dirty = asyncio.Event()
         self.follower = ServiceFollower(cp, self.data_dir / "services.json", self._dirty.set)
+        self.events = EventBuffer(cp)
+        self.restarts = RestartFollower(cp, self._slot_of)
         self._shutdown = asyncio.Event()
         self.ready = asyncio.Event()  # holds a lease and follows the services
 
@@ -123,6 +131,8 @@ class Agent:
                     tg.create_task(self.follower.run()),
                     tg.create_task(self._keep_lease()),
                     tg.create_task(self.registrar.run()),
+                    tg.create_task(self.events.run()),
+                    tg.create_task(self.restarts.run()),
                 ]
                 reconciler = tg.create_task(self._reconcile_loop(tg))
                 await self._shutdown.wait()
@@ -132,8 +142,16 @@ class Agent:
                     task.cancel()
         finally:
             await self.follower.flush()
+            await self.events.flush(1.0)
             await self.lease.revoke()
             log.info("agent %s stopped", self.id)
+
+    def _slot_of(self, service: str, instance: str) -> Supervisor | None:
+        """The supervisor of this agent's instance `instance` of `service`, if it runs one."""
+        for (name, _), sup in self.slots.items():
+            if name == service and sup.instance_id == instance:
+                return sup
+        return None
 
     async def _keep_lease(self) -> None:
         await self.follower.synced.wait()  # the TTL comes from the services' lease_ttl
@@ -192,6 +210,7 @@ class Agent:
             groups=self.groups,
             clock=self._clock,
             wall=self._wall,
+            emit=self.events.emit,
         )
         self.slots[(spec.name, index)] = sup
         self._tasks[sup] = tg.create_task(self._run_slot(sup))

@@ -9,6 +9,12 @@ The loop of a slot (its states are `jishi.core.lifecycle.SlotState`):
    restarts + 1);
 4. if asked to stop or to replace: publish draining, wait `drain_seconds` (if it was serving), SIGTERM the
    group, SIGKILL after `stop_timeout`, withdraw. A replacement then goes to 1 with the new spec; a stop ends.
+   An operator's restart (`restart()`) is a replacement by the same spec.
+
+Each of these is also an event for the event log (`emit`, never blocking): instance.started (pid, port),
+instance.exited (exit code or signal, the backoff delay), instance.restarted (how long it was down, the
+backoff, the restart count), instance.health (old → new state and the check's output), instance.stopped,
+instance.failed (could not be started at all).
 
 The supervisor talks to the control plane only through the `Registrar`, so an unreachable control plane never
 stalls it. Cancelling `run()` kills the process group at once: the slot never leaves an orphan behind.
@@ -34,7 +40,7 @@ from jishi.core.health import HealthMachine, State, Transition
 from jishi.core.lifecycle import Event, Lifecycle, SlotState
 from jishi.core.reconcile import Slot
 from jishi.errors import ProcessError
-from jishi.registry.model import Health, Instance, ServiceSpec
+from jishi.registry.model import EventRecord, Health, Instance, ServiceSpec
 
 __all__ = ["Supervisor"]
 
@@ -60,8 +66,10 @@ class Supervisor:
         groups: GroupLedger | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        emit: Callable[[EventRecord], None] | None = None,
     ) -> None:
         self.spec, self.index, self.revision, self.instance_id = spec, index, revision, instance_id
+        self._emit = emit
         self.agent_id, self.host = agent_id, ports.host
         self._registrar, self._ports, self._log_dir, self._rng = registrar, ports, log_dir, rng
         self._on_change, self._groups, self._clock, self._wall = on_change, groups, clock, wall
@@ -75,6 +83,7 @@ class Supervisor:
         self._next: tuple[ServiceSpec, str] | None = None  # a pending replacement: spec and its revision
         self._request = asyncio.Event()
         self._retuned = asyncio.Event()  # a new restart policy: a backoff pause under way is capped anew
+        self._down: tuple[float, float, str] | None = None  # a restart is due: since when (clock), delay, why
 
     # --- commands from the agent (return at once; the slot's task carries them out)
     def stop(self) -> None:
@@ -83,6 +92,15 @@ class Supervisor:
 
     def replace(self, spec: ServiceSpec, revision: str) -> None:
         self._next = (spec, revision)
+        self._request.set()
+
+    def restart(self, reason: str = "") -> None:
+        """An operator's restart: drain and stop the process gracefully, start a new one in this slot."""
+        if self._stop:
+            return
+        if self._next is None:
+            self._next = (self.spec, self.revision)
+        self._down = (self._clock(), 0.0, f"on request{': ' + reason if reason else ''}")
         self._request.set()
 
     def update(self, spec: ServiceSpec) -> None:
@@ -145,6 +163,7 @@ class Supervisor:
             proc = await spawn(launch)
         except ProcessError as exc:
             log.error("instance %s: %s", self.instance_id, exc)
+            self._event("instance.failed", f"could not start: {exc}", "error")
             self._fire(Event.FAILED)
             self.restarts += 1
             return None
@@ -172,6 +191,20 @@ class Supervisor:
         )
         self._registrar.publish(self.record)
         log.info("instance %s started: pid %d, port %d", self.instance_id, proc.pid, port)
+        where = {"pid": str(proc.pid), "port": str(port)}
+        if self._down is None:
+            self._event("instance.started", f"started: pid {proc.pid}, port {port}", **where)
+        else:
+            since, delay, why = self._down
+            self._event(
+                "instance.restarted",
+                f"restarted {why} after {self._clock() - since:.2f} s down (backoff {delay:.2f} s, "
+                f"restart {self.restarts}): pid {proc.pid}, port {port}",
+                **where,
+                restarts=str(self.restarts),
+                backoff=f"{delay:.3f}",
+            )
+            self._down = None
         return proc
 
     async def _supervise(self, proc: asyncio.subprocess.Process) -> bool:
@@ -204,6 +237,10 @@ class Supervisor:
 
     def _health_changed(self, t: Transition) -> None:
         log.info("instance %s is %s: %s", self.instance_id, t.new.value, t.output)
+        level = "info" if t.new is State.PASSING else "warning" if t.new is State.WARNING else "error"
+        self._event(
+            "instance.health", f"{t.old.value} → {t.new.value}: {t.output}", level, old=t.old.value, new=t.new.value
+        )
         self._publish(health=Health(t.new.value), health_output=t.output, health_since=self._wall())
         if t.new is State.CRITICAL:
             self.backoff.unhealthy(t.at)
@@ -219,13 +256,18 @@ class Supervisor:
         self._fire(Event.EXITED)
         delay = self.backoff.crashed(self._clock(), self._rng)
         self.restarts += 1
+        how = _describe_exit(proc.returncode)
         log.warning(
-            "instance %s exited with %s; restarting in %.2f s (restart %d)",
-            self.instance_id,
-            _describe_exit(proc.returncode),
-            delay,
-            self.restarts,
+            "instance %s exited with %s; restarting in %.2f s (restart %d)", self.instance_id, how, delay, self.restarts
         )
+        self._event(
+            "instance.exited",
+            f"exited with {how} (pid {proc.pid}); restarting in {delay:.2f} s",
+            "error",
+            pid=str(proc.pid),
+            exit=how,
+        )
+        self._down = (self._clock(), delay, "after a crash")
         await self._pause(delay)
 
     async def _stop_process(self, proc: asyncio.subprocess.Process) -> None:
@@ -239,6 +281,7 @@ class Supervisor:
             await asyncio.sleep(spec.drain_seconds)
         code = await terminate(proc, spec.stop_timeout)
         log.info("instance %s stopped (%s)", self.instance_id, _describe_exit(code))
+        self._event("instance.stopped", f"stopped (pid {proc.pid}, {_describe_exit(code)})", pid=str(proc.pid))
         self._ended()
         self._registrar.withdraw(spec.name, self.instance_id)
         if self._next is None or self._stop:
@@ -270,6 +313,24 @@ class Supervisor:
         if self.record is not None:
             self.record = self.record.model_copy(update=changes)
             self._registrar.publish(self.record)
+
+    def _event(self, kind: str, reason: str, level: str = "info", **labels: str) -> None:
+        if self._emit is None:
+            return
+        try:
+            record = EventRecord.model_validate(
+                {
+                    "time": self._wall(),
+                    "kind": kind,
+                    "subject": f"{self.spec.name}/{self.instance_id}",
+                    "reason": reason,
+                    "level": level,
+                    "labels": {"service": self.spec.name, "instance": self.instance_id, **labels},
+                }
+            )
+            self._emit(record)
+        except Exception:  # an event must never break supervision
+            log.exception("instance %s: could not emit a %s event", self.instance_id, kind)
 
     def _fire(self, event: Event) -> None:
         self.lifecycle.fire(event)

@@ -129,7 +129,8 @@ class EventBuffer:
         """Queue one event for sending; never blocks, never raises."""
         if len(self._queue) == self._queue.maxlen:
             self.dropped += 1
-            log.warning("event buffer full: dropped the oldest unsent event (%d dropped so far)", self.dropped)
+            if self.dropped == 1 or self.dropped % 100 == 0:
+                log.warning("event buffer full: dropped the oldest unsent event (%d dropped so far)", self.dropped)
         self._queue.append(event)
         self._wake.set()
 
