@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from rich.console import Console
 
-from jishi.cli.status import format_duration, route_rows, status_json, status_view
+from jishi.cli.status import format_duration, route_rows, status_json, status_view, summary_line
 from jishi.registry import ClusterStatus
 from jishi.registry.model import GatewayInfo, Health, Instance, Route, RouteBackend, ServiceSpec
 
@@ -66,3 +68,33 @@ def test_status_view_renders_health_draining_and_uptime():
     assert "api  1/3 in rotation" in text
     assert "critical" in text and "passing (draining)" in text and "1h02m" in text
     assert "http://127.0.0.1:8080" in text
+
+
+def test_summary_line_grades_the_cluster():
+    """The first line says healthy, degraded (some instances missing) or critical (a service with none, no gateway)."""
+    assert summary_line(cluster()).plain.startswith(" degraded ")
+    assert (
+        "3 services" not in summary_line(cluster()).plain
+        and "1/3 instances in rotation" in summary_line(cluster()).plain
+    )
+    healthy = cluster().model_copy(
+        update={
+            "instances": [
+                i.model_copy(update={"health": Health.PASSING, "draining": False}) for i in cluster().instances
+            ]
+        }
+    )
+    assert summary_line(healthy).plain.startswith(" healthy ")
+    no_gateway = healthy.model_copy(update={"gateways": []})
+    assert summary_line(no_gateway).plain.startswith(" critical ")
+    nothing_live = cluster().model_copy(update={"instances": []})
+    assert summary_line(nothing_live).plain.startswith(" critical ")
+
+
+def test_status_colours_health_and_counts():
+    """In a colour terminal: critical is red, passing green, and a service short of instances is yellow."""
+    console = Console(width=200, record=True, force_terminal=True, color_system="standard")
+    console.print(status_view(cluster(), NOW))
+    ansi = console.export_text(styles=True)
+    assert "\x1b[31mcritical" in ansi and "\x1b[32mpassing" in ansi  # red, green
+    assert re.search(r"\x1b\[[0-9;]*33m1/3", ansi)  # yellow: the service's in-rotation count, in its title

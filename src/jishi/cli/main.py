@@ -2,6 +2,7 @@
 
     jishi up -f jishi.yaml            control plane + gateway + agent here, supervised; Ctrl-C stops all
     jishi status [--json]             services → instances (health, pid, uptime), routes, gateways
+    jishi top [--once]                live requests/s, errors and latency per service, instance and route
     jishi scale SERVICE N             change a service's instance count live
     jishi routes [--json]             the gateway's routes
     jishi kv get|put|del|watch …      the configuration key-value store
@@ -23,7 +24,7 @@ from typing import Annotated
 import typer
 
 from jishi.api import HttpControlPlane
-from jishi.cli import kv
+from jishi.cli import kv, top
 from jishi.cli._console import EXIT_CONFIG, call, config_failed, fail, out
 from jishi.cli.status import route_rows, routes_table, status_json, status_view
 from jishi.config import Overrides, ProjectConfig, load_config
@@ -41,6 +42,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(kv.app, name="kv")
+app.command("top")(top.command)
 
 FileOpt = Annotated[Path, typer.Option("--file", "-f", help="the jishi.yaml to use")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]

@@ -1,7 +1,8 @@
 """What `jishi status` and `jishi routes` show: rich tables for people, JSON for scripts.
 
 Everything is computed from one `ClusterStatus` (read at one revision) and `now` (unix seconds), so the
-rendering is a pure function that tests can call directly.
+rendering is a pure function that tests can call directly. Colours: passing green, warning yellow, critical red,
+draining grey; a service is green with every wanted instance in rotation, yellow with some, red with none.
 """
 
 from __future__ import annotations
@@ -15,7 +16,15 @@ from rich.text import Text
 from jishi.registry.model import Health, Instance, Route
 from jishi.registry.registry import ClusterStatus
 
-__all__ = ["format_duration", "route_rows", "routes_table", "status_json", "status_view"]
+__all__ = [
+    "HEALTH_STYLE",
+    "format_duration",
+    "route_rows",
+    "routes_table",
+    "status_json",
+    "status_view",
+    "summary_line",
+]
 
 HEALTH_STYLE = {Health.PASSING: "green", Health.WARNING: "yellow", Health.CRITICAL: "red"}
 
@@ -74,9 +83,52 @@ def status_json(status: ClusterStatus) -> dict[str, Any]:
     }
 
 
+def _service_style(live: int, want: int) -> str:
+    """green: all wanted instances in rotation; yellow: some; red: none of a service that wants some."""
+    if live >= want:
+        return "green" if want else "bright_black"
+    return "yellow" if live else "red"
+
+
+def _health_text(inst: Instance) -> Text:
+    style = "bright_black" if inst.draining else HEALTH_STYLE[inst.health]
+    health = Text("● ", style=style)
+    health.append(inst.health.value, style=HEALTH_STYLE[inst.health])
+    if inst.draining:
+        health.append(" (draining)", style="bright_black")
+    return health
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def summary_line(status: ClusterStatus) -> Text:
+    """One line for the whole cluster: healthy / degraded / critical, and the counts behind it."""
+    desired = {s.name: s.instances for s in status.services}
+    live_by: dict[str, int] = {}
+    for inst in status.instances:
+        live_by[inst.service] = live_by.get(inst.service, 0) + inst.in_rotation
+    styles = [_service_style(live_by.get(name, 0), want) for name, want in desired.items()]
+    if "red" in styles or not status.gateways:
+        word, style = "critical", "bold white on red"
+    elif "yellow" in styles:
+        word, style = "degraded", "bold black on yellow"
+    else:
+        word, style = "healthy", "bold white on green"
+    line = Text()
+    line.append(f" {word} ", style=style)
+    live = sum(live_by.values())
+    line.append(f"  {_count(len(desired), 'service')}, {live}/{len(status.instances)} instances in rotation, ")
+    line.append(f"{_count(len(status.routes), 'route')}, ")
+    line.append(_count(len(status.gateways), "gateway"), style="" if status.gateways else "red")
+    line.append(f", {_count(len(status.agents), 'agent')} — revision {status.revision}")
+    return line
+
+
 def status_view(status: ClusterStatus, now: float) -> Group:
-    """Services → instances, then routes, then gateways and agents, as rich renderables."""
-    parts: list[Any] = []
+    """A summary line, services → instances, then routes, then gateways and agents, as rich renderables."""
+    parts: list[Any] = [summary_line(status)]
     by_service: dict[str, list[Instance]] = {}
     for inst in status.instances:
         by_service.setdefault(inst.service, []).append(inst)
@@ -88,19 +140,21 @@ def status_view(status: ClusterStatus, now: float) -> Group:
         mine = sorted(by_service.get(name, []), key=lambda i: i.id)
         live = sum(i.in_rotation for i in mine)
         want = desired.get(name)
-        title = f"[bold]{name}[/]  {live}/{want if want is not None else len(mine)} in rotation"
+        count = want if want is not None else len(mine)
+        title = f"[bold]{name}[/]  [{_service_style(live, count)}]{live}/{count}[/] in rotation"
         if want is None:
             title += "  [yellow](not declared: registered from outside)[/]"
         table = Table(title=title, title_justify="left", expand=False)
         for column in ("instance", "address", "pid", "health", "restarts", "uptime"):
             table.add_column(column, justify="right" if column in ("pid", "restarts", "uptime") else "left")
         for inst in mine:
-            health = Text(inst.health.value, style=HEALTH_STYLE[inst.health])
-            if inst.draining:
-                health.append(" (draining)", style="yellow")
             uptime = format_duration(now - inst.started_at) if inst.started_at else "-"
             pid = str(inst.pid) if inst.pid is not None else "-"
-            table.add_row(inst.id, f"{inst.address}:{inst.port}", pid, health, str(inst.restarts), uptime)
+            restarts = Text(str(inst.restarts), style="yellow" if inst.restarts else "")
+            row_style = "bright_black" if inst.draining else ""
+            table.add_row(
+                inst.id, f"{inst.address}:{inst.port}", pid, _health_text(inst), restarts, uptime, style=row_style
+            )
         if not mine:
             table.add_row(Text("no instances yet", style="dim"), "", "", "", "", "")
         parts.append(table)
