@@ -4,7 +4,8 @@ Theory of operation
 -------------------
 1. The file was validated before anything starts (the command exits 2 on a bad file).
 2. Pre-flight: if something already answers on the server's or the gateway's address, stop with a message.
-3. Start `python -m jishi.server`; wait until `GET /v1/health` answers; `apply` the file's services and routes.
+3. Start `python -m jishi.server`; wait until `GET /v1/health` answers; `apply` the file's services and routes
+   and store its `alerting:` settings (the control plane evaluates the rules).
 4. Start `python -m jishi.gateway` and `python -m jishi.agent`; wait until the gateway accepts connections;
    print the URLs; wait (bounded) for the instances to come into rotation and print a one-line summary.
 5. Supervise: a platform process that exits is reported and restarted with capped exponential backoff
@@ -162,7 +163,9 @@ class Platform:
     async def _apply(self) -> int:
         services, routes = self.config.to_specs()
         async with HttpControlPlane(self.config.control_plane_url, timeout=10.0) as cp:
-            return await cp.apply(services, routes)
+            revision = await cp.apply(services, routes)
+            await cp.put_alerting(self.config.alerting)  # the control plane's alert evaluator follows it
+            return revision
 
     def _server_answers(self) -> bool:
         try:

@@ -1,9 +1,10 @@
-"""`ProjectConfig`: a whole jishi.yaml after validation — platform settings, services and routes.
+"""`ProjectConfig`: a whole jishi.yaml after validation — platform settings, services, routes and alerting.
 
 Services and routes are the registry's own models (`ServiceSpec`, `Route`), so what the file says is exactly
 what `ControlPlane.apply` stores; the loader (`jishi.config.load_config`) fills in names, splits command strings,
 parses durations and resolves paths before validating, and turns every failure into a `ConfigError` that names
-the line.
+the line. The `alerting:` section is `jishi.alerting.AlertingConfig` (its own durations: "30s", "5m", "1d"),
+which `jishi up` stores for the control plane's alert evaluator.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from jishi.alerting.rules import AlertingConfig
 from jishi.config.listen import listen_url, parse_listen
 from jishi.errors import ConfigError
 from jishi.registry.model import Name, Route, ServiceSpec
@@ -75,6 +77,7 @@ class ProjectConfig(_Model):
     gateway: GatewayConfig = Field(default_factory=lambda: GatewayConfig())
     services: dict[Name, ServiceSpec] = Field(default_factory=dict)
     routes: list[Route] = Field(default_factory=list)
+    alerting: AlertingConfig = Field(default_factory=lambda: AlertingConfig())  # rules, notifiers, grouping
     warnings: list[str] = Field(default_factory=list)  # things that are allowed but probably wrong
 
     @property
