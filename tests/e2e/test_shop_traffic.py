@@ -21,8 +21,8 @@ def test_whoami_reaches_all_three_catalog_instances_evenly(shop: ShopRun):
     assert all(name.startswith("catalog") for name in seen)
 
 
-def test_order_is_priced_by_catalog_through_the_gateway(shop: ShopRun):
-    """POST /api/orders/orders returns an order priced by a catalog instance, for a real user."""
+def test_order_placed_through_the_gateway_is_priced_by_catalog(shop: ShopRun):
+    """POST /api/orders/orders returns an order priced by a catalog instance (orders calls it with the client SDK)."""
     reply = shop.get("/api/catalog/items/2").json()
     created = httpx.post(shop.gateway + "/api/orders/orders", json={"user_id": 1, "item_id": 2, "qty": 3}, timeout=10)
     assert created.status_code == 201, created.text
