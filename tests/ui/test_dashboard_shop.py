@@ -129,3 +129,21 @@ def test_scale_action_changes_the_instance_count(page: Page, shop: ShopRun, shot
         assert on_page == {i["id"] for i in shop.in_rotation("users")}
     users = DESIRED["users"]
     assert page.text_content("[data-testid=service-count-users]") == f"{users}/{users} in rotation"
+
+
+def test_restart_action_replaces_the_process(page: Page, shop: ShopRun, shots: Screenshots) -> None:
+    """Restart on an instance's row: the same slot comes back passing with a new pid, in the page and the API."""
+    open_dashboard(page, shop)
+    victim = next(i for i in shop.status()["instances"] if i["service"] == "users")
+    page.click(f"[data-testid=restart-users-{victim['id']}]")
+    page.wait_for_function("() => document.querySelector('[data-testid=toast]').textContent.includes('restarting')")
+    row = f"[data-testid=instance-row][data-id={victim['id']}]"
+    page.wait_for_function(
+        "([sel, pid]) => { const r = document.querySelector(sel); return r && r.dataset.pid !== pid; }",
+        arg=[row, str(victim["pid"])],
+    )
+    page.wait_for_function(PASSING, arg=["users", DESIRED["users"]])
+    shots(page, "restarted")
+    again = {i["id"]: i for i in shop.in_rotation("users")}
+    assert again[victim["id"]]["pid"] != victim["pid"]
+    assert page.get_attribute(row, "data-pid") == str(again[victim["id"]]["pid"])
