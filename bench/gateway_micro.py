@@ -2,7 +2,7 @@
 
     uv run python bench/gateway_micro.py [--requests 30000] [--repeat 9] [--kind wrk|browser|chunked]
                                          [--response hello|server] [--vary] [--no-access-log] [--no-stats]
-                                         [--profile]
+                                         [--profile] [--policy breaker,rate_limit,...]
 
 No sockets and no other processes: a `Proxy` with a real routing table (one route, two instances) drives
 real `ClientConnection`s and pooled `UpstreamConnection`s whose transports are in-memory fakes. Each request
@@ -40,6 +40,7 @@ from jishi.gateway.downstream import ClientConnection
 from jishi.gateway.stats import Stats
 from jishi.gateway.upstream import UpstreamConnection
 from jishi.registry.model import Health, Instance, Route, RouteBackend
+from jishi.registry.policies import AdaptiveConcurrency, BreakerPolicy, BulkheadPolicy, HeaderEdits, RateLimit, Rewrite
 from jishi.testing import MemoryTransport
 
 REQUESTS = {
@@ -84,9 +85,25 @@ RESPONSES = {
 CLIENTS = 64
 
 
-def build(access_log: Path | None) -> tuple[Proxy, list[ClientConnection], list[Any]]:
+# `--policy`: route policy sections that admit every request of the run, so their whole path is measured.
+POLICIES: dict[str, Any] = {
+    "rate_limit": RateLimit(requests=10**9, period=1, key="ip"),
+    "concurrency": AdaptiveConcurrency(initial_limit=1000, max_limit=1000),
+    "bulkhead": BulkheadPolicy(max_concurrent=1000),
+    "breaker": BreakerPolicy(),
+    "rewrite": Rewrite(request_headers=HeaderEdits(set={"X-Tenant": "bench"})),
+}
+
+
+def build(access_log: Path | None, policies: tuple[str, ...] = ()) -> tuple[Proxy, list[ClientConnection], list[Any]]:
     proxy = Proxy(access_log=AccessLog(access_log) if access_log is not None else None)
-    route = Route(name="hello", prefix="/api/hello/", strip_prefix=True, backends=[RouteBackend(service="hello")])
+    route = Route(
+        name="hello",
+        prefix="/api/hello/",
+        strip_prefix=True,
+        backends=[RouteBackend(service="hello")],
+        **{name: POLICIES[name] for name in policies},
+    )
     instances = [Instance(id=f"h{i}", service="hello", port=9000 + i, health=Health.PASSING) for i in range(2)]
     proxy.set_table(RoutingTable.build([route], instances))
     upstream_sink: list[Any] = []
@@ -142,7 +159,8 @@ async def main_async(args: argparse.Namespace) -> int:
     responses = variants(response, 4093) if args.vary else [response]
     with tempfile.TemporaryDirectory(prefix="jishi-micro-") as tmp:
         log_path = None if args.no_access_log else Path(tmp) / "access.log"
-        proxy, clients, sink = build(log_path)
+        policies = tuple(p for p in args.policy.split(",") if p)
+        proxy, clients, sink = build(log_path, policies)
         if not args.no_stats:
             proxy.stats = Stats()
         run(proxy, clients, sink, requests, responses, 2000)  # warm-up, and a check that responses come back
@@ -162,7 +180,11 @@ async def main_async(args: argparse.Namespace) -> int:
             proxy.access_log.close()
             proxy.access_log = None
     us = best / args.requests * 1e6
-    kind = f"{args.kind}/{args.response}" + (" (varied)" if args.vary else "")
+    kind = (
+        f"{args.kind}/{args.response}"
+        + (" (varied)" if args.vary else "")
+        + (f" +{args.policy}" if args.policy else "")
+    )
     print(f"{kind}: {us:.2f} µs/request (best of {args.repeat} × {args.requests} requests, "
           f"access log {'off' if args.no_access_log else 'on'}, "
           f"metrics {'off' if args.no_stats else 'on'})")  # fmt: skip
@@ -179,6 +201,7 @@ def main() -> int:
     ap.add_argument("--no-stats", action="store_true", help="do not record request metrics")
     ap.add_argument("--response", choices=sorted(RESPONSES), default="hello")
     ap.add_argument("--vary", action="store_true", help="requests and responses differ in one header value each")
+    ap.add_argument("--policy", default="", help=f"route policy sections, comma-separated: {','.join(POLICIES)}")
     ap.add_argument("--profile", action="store_true", help="print the top functions under cProfile first")
     args = ap.parse_args()
     return uvloop.run(main_async(args))

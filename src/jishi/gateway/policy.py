@@ -35,6 +35,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from jishi.core.resilience import Admission, BreakerState
@@ -89,9 +90,19 @@ class RoutePolicy:
         self._waiters: dict[int, tuple[ClientConnection, Exchange, int]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._flush: asyncio.TimerHandle | None = None
-        stages = []
-        if c.gate is not None:
-            stages.append(self._rate_limit)
+        stages: list[Callable[[ClientConnection, Exchange, float, int], bool]] = []
+        gate = c.gate
+        if gate is not None:
+            self._key_of = gate.key_of
+            if gate.redis is not None:
+                stages.append(self._rate_redis)
+            elif gate.single is not None:
+                self._acquire = gate.single.try_acquire
+                stages.append(self._rate_single)
+            else:
+                assert gate.keyed is not None
+                self._acquire_key = gate.keyed.try_acquire
+                stages.append(self._rate_ip if gate.by_ip else self._rate_keyed)
         if c.limiter is not None:
             stages.append(self._concurrency)
         if c.bulkhead is not None:
@@ -101,22 +112,53 @@ class RoutePolicy:
         if c.rewrite is not None or c.response_edits is not None:
             stages.append(self._rewrite)
         self._stages = tuple(stages)
+        self._indexed = tuple(enumerate(stages))
+        self._fail_statuses = c.failure_statuses
+        self._log = c.access_log
+        # One or two stages (the usual case) are called without a loop: `admit` is replaced on the instance.
+        if len(stages) == 1:
+            self._s0 = stages[0]
+            self.admit = self._admit_one  # type: ignore[method-assign]
+        elif len(stages) == 2:
+            self._s0, self._s1 = stages
+            self.admit = self._admit_two  # type: ignore[method-assign]
 
     # --- the hot path
 
     def admit(self, client: ClientConnection, ex: Exchange, now: float) -> bool:
         ex.policy = self
-        for i, stage in enumerate(self._stages):  # noqa: SIM110 - a plain loop is cheaper than all(generator)
+        for i, stage in self._indexed:  # noqa: SIM110 - a plain loop is cheaper than all(generator)
             if not stage(client, ex, now, i):
                 return False
         return True
+
+    def _admit_one(self, client: ClientConnection, ex: Exchange, now: float) -> bool:
+        ex.policy = self
+        return self._s0(client, ex, now, 0)
+
+    def _admit_two(self, client: ClientConnection, ex: Exchange, now: float) -> bool:
+        ex.policy = self
+        return self._s0(client, ex, now, 0) and self._s1(client, ex, now, 1)
 
     def done(self, client: ClientConnection, ex: Exchange, now: float) -> None:
         held = ex.held
         if held:
             ex.held = 0
-            self._release(ex, held, now)
-        access_log = self.c.access_log
+            if held == _PERMIT and not ex.failed_status:  # the usual case: only a breaker permit
+                breaker = self.breaker
+                assert breaker is not None
+                status = ex.status
+                if status in self._fail_statuses:
+                    breaker.on_failure(now, now - ex.permit_at)
+                elif status != 499:
+                    breaker.on_success(now, now - ex.permit_at)
+                else:
+                    breaker.release(now)
+                if breaker.state is not self._bstate:
+                    self._breaker_changed()
+            else:
+                self._release(ex, held, now)
+        access_log = self._log
         if access_log is not None:
             sample = self.c.sample
             if sample >= 1.0 or ex.status >= 400 or self._rng.random() < sample:
@@ -146,21 +188,37 @@ class RoutePolicy:
         dispatch.proceed(client, ex, now)
         client.flush()
 
-    def _rate_limit(self, client: ClientConnection, ex: Exchange, now: float, i: int) -> bool:
+    def _rate_single(self, client: ClientConnection, ex: Exchange, now: float, i: int) -> bool:
+        allowed, retry = self._acquire(now)
+        return allowed or self._over_limit(client, ex, b"-", retry, now)
+
+    def _rate_ip(self, client: ClientConnection, ex: Exchange, now: float, i: int) -> bool:
+        key = client.client_ip
+        allowed, retry = self._acquire_key(key, now)
+        return allowed or self._over_limit(client, ex, key, retry, now)
+
+    def _rate_keyed(self, client: ClientConnection, ex: Exchange, now: float, i: int) -> bool:
+        key = self._key_of(client, ex)
+        allowed, retry = self._acquire_key(key, now)
+        return allowed or self._over_limit(client, ex, key, retry, now)
+
+    def _over_limit(self, client: ClientConnection, ex: Exchange, key: bytes, retry: float, now: float) -> bool:
         gate = self.c.gate
         assert gate is not None
+        if gate.shadow:
+            gate.note_shadowed(key, retry, now)
+            return True
+        self._limited(client, ex, retry)
+        return False
+
+    def _rate_redis(self, client: ClientConnection, ex: Exchange, now: float, i: int) -> bool:
+        gate = self.c.gate
+        assert gate is not None and gate.redis is not None
         key = gate.key_of(client, ex)
-        redis = gate.redis
-        if redis is not None:
-            task = self.loop.create_task(redis.acquire(key.decode("latin-1")))
-            self._tasks.add(task)
-            task.add_done_callback(lambda t: self._redis_answered(t, client, ex, i))
-            return False
-        retry = gate.decide(key, now)
-        if retry:
-            self._limited(client, ex, retry)
-            return False
-        return True
+        task = self.loop.create_task(gate.redis.acquire(key.decode("latin-1")))
+        self._tasks.add(task)
+        task.add_done_callback(lambda t: self._redis_answered(t, client, ex, i))
+        return False
 
     def _redis_answered(self, task: asyncio.Task[Verdict], client: ClientConnection, ex: Exchange, i: int) -> None:
         self._tasks.discard(task)
@@ -218,10 +276,9 @@ class RoutePolicy:
         breaker = self.breaker
         assert breaker is not None
         if breaker.try_acquire(now):
+            # (a change try_acquire made, open → half-open, is published when this exchange is done)
             ex.held |= _PERMIT
             ex.permit_at = now
-            if breaker.state is not self._bstate:
-                self._breaker_changed()
             return True
         if breaker.state is not self._bstate:
             self._breaker_changed()
@@ -285,6 +342,8 @@ class RoutePolicy:
                 breaker.on_success(now, now - ex.permit_at)
             if breaker.state is not self._bstate:
                 self._breaker_changed()
+            if held == _PERMIT:
+                return
         if held & _CONC:
             limiter = c.limiter
             assert limiter is not None
@@ -340,6 +399,7 @@ class RoutePolicy:
         breaker = self.breaker
         assert breaker is not None
         self._bstate = breaker.state
+        wall = time.time() - self.loop.time()  # the breaker's times are the loop's clock
         for change in breaker.drain_events():
             level = "warning" if change.new in _OPEN_LIKE else "info"
             log.log(logging.WARNING if level == "warning" else logging.INFO,
@@ -347,7 +407,7 @@ class RoutePolicy:
                     change.reason)  # fmt: skip
             self.proxy.events.append(
                 EventRecord(
-                    time=time.time(),
+                    time=wall + change.at,
                     kind="route.breaker",
                     subject=self.name,
                     reason=f"circuit breaker {change.old.value} → {change.new.value}: {change.reason}",
@@ -376,8 +436,8 @@ class RoutePolicy:
 
     def _flush_log(self) -> None:
         self._flush = None
-        if self.c.access_log is not None:
-            self.c.access_log.flush()
+        if self._log is not None:
+            self._log.flush()
 
     async def aclose(self) -> None:
         """End this policy: its Redis decisions in flight are let finish (≤ 1 s), then everything is closed."""
@@ -389,7 +449,7 @@ class RoutePolicy:
             if handle is not None:
                 handle.cancel()
         self._timer = self._flush = None
-        access_log, self.c.access_log = self.c.access_log, None
+        access_log, self.c.access_log, self._log = self.c.access_log, None, None
         if access_log is not None:
             access_log.close()
         if self.c.gate is not None:

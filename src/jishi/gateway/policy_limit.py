@@ -3,8 +3,11 @@
     RateGate(spec, route, workers)
         key_of(client, ex) -> bytes     the request's key: client IP, a header's or cookie's value, the path,
                                         or one key for the whole route
-        decide(key, now) -> float       local limiting: 0.0 admitted, else the exact seconds until it would be
+        single / keyed                  the local limiter (key "route") / the local limiters per key
         redis                           the shared limiter (`jishi.ratelimit.RedisLimiter`) when `redis:` is set
+        note_shadowed(key, retry, now)  a refusal that shadow mode lets through
+
+The chain (`jishi.gateway.policy`) calls the limiters itself: asking is one call on the admit path.
 
 Local limits are the pure limiters of `jishi.core.resilience`, one per key (`KeyedLimiter`, at most
 `MAX_KEYS` keys, least recently used evicted), or a single one when the key is the route:
@@ -123,13 +126,13 @@ class RateGate:
         self.route = route
         self.shadow = spec.shadow
         self.key_of = _key_function(spec.key)
-        self.rejected = 0
         self.shadowed = 0
         self._shadow_logged_at = float("-inf")
         self._shadow_unlogged = 0
         self.redis: RedisLimiter | None = None
-        self._single: RateLimiter | None = None
-        self._keyed: KeyedLimiter[bytes, RateLimiter] | None = None
+        self.by_ip = spec.key == "ip"  # the key is `client.client_ip`: read it without calling `key_of`
+        self.single: RateLimiter | None = None  # the key is the route: one limiter
+        self.keyed: KeyedLimiter[bytes, RateLimiter] | None = None
         if spec.redis is not None:
             if spec.algorithm in ("fixed_window", "leaky_bucket"):
                 shared = "gcra" if spec.algorithm == "leaky_bucket" else "sliding_window"
@@ -143,25 +146,9 @@ class RateGate:
                 timeout=spec.redis_timeout,
             )
         elif spec.key == "route":
-            self._single = local_limiter(spec)
+            self.single = local_limiter(spec)
         else:
-            self._keyed = KeyedLimiter(lambda: local_limiter(spec), MAX_KEYS)
-
-    def decide(self, key: bytes, now: float) -> float:
-        """Local decision for `key` at `now`: 0.0 admitted (also a shadowed refusal), else seconds to wait."""
-        single = self._single
-        if single is not None:
-            allowed, retry = single.try_acquire(now)
-        else:
-            assert self._keyed is not None
-            allowed, retry = self._keyed.try_acquire(key, now)
-        if allowed:
-            return 0.0
-        if self.shadow:
-            self.note_shadowed(key, retry, now)
-            return 0.0
-        self.rejected += 1
-        return retry
+            self.keyed = KeyedLimiter(lambda: local_limiter(spec), MAX_KEYS)
 
     def note_shadowed(self, key: bytes, retry: float, now: float) -> None:
         """A refusal shadow mode let through: count it, log at most once a second."""
