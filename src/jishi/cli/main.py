@@ -6,6 +6,8 @@
     jishi scale SERVICE N             change a service's instance count live
     jishi routes [--json]             the gateway's routes
     jishi kv get|put|del|watch …      the configuration key-value store
+    jishi events [-f] [--kind K]      what happened: instance exits and restarts, health, scaling, alerts
+    jishi silence add|list|rm         silence alerts for a while
     jishi validate [-f FILE]          check a jishi.yaml without running anything
     jishi server | gateway | agent    run one platform process in the foreground
 
@@ -24,7 +26,7 @@ from typing import Annotated
 import typer
 
 from jishi.api import HttpControlPlane
-from jishi.cli import kv, top
+from jishi.cli import events, kv, silence, top
 from jishi.cli._console import EXIT_CONFIG, call, config_failed, fail, out
 from jishi.cli.status import route_rows, routes_table, status_json, status_view
 from jishi.config import Overrides, ProjectConfig, load_config
@@ -43,6 +45,8 @@ app = typer.Typer(
 )
 app.add_typer(kv.app, name="kv")
 app.command("top")(top.command)
+app.command("events")(events.command)
+app.add_typer(silence.app, name="silence")
 
 FileOpt = Annotated[Path, typer.Option("--file", "-f", help="the jishi.yaml to use")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
