@@ -199,7 +199,7 @@ async def _supervise(
     tls: GatewayTLS | None,
     admin_listen: str | None,
 ) -> None:
-    from jishi.api import HttpControlPlane
+    from jishi.api import HttpControlPlane  # imported before the workers start, not while they import
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

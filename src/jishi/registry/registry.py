@@ -271,15 +271,13 @@ class Registry(Operations):
 
     async def report_gateway(self, gateway_id: str, report: dict[str, Any]) -> None:
         """Store the events of a gateway's report (`record_event`), then hand the report to `report_sink`."""
-        record = getattr(self, "record_event", None)
         for raw in report.get("events") or ():
             try:
                 event = m.EventRecord.model_validate(raw)
             except ValidationError as exc:
                 log.warning("gateway %s reported an invalid event (not stored): %s", gateway_id, exc)
                 continue
-            if record is not None:
-                await record(event)
+            await self.record_event(event)
         if self.report_sink is not None:
             self.report_sink(gateway_id, report)
 
