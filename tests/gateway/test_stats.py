@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from jishi.gateway.admin import AdminServer, render
 from jishi.gateway.exchange import Exchange
-from jishi.gateway.reporter import LocalMetrics
+from jishi.gateway.reporter import LocalMetrics, Reporter
 from jishi.gateway.stats import B0, BOUNDS, RETRIES, SUM, Stats, merge
 from jishi.registry.model import Health, Instance
 
@@ -202,3 +203,33 @@ async def test_breaker_state_and_rate_limit_rejections_reach_metrics(
     assert found[("jishi_gateway_breaker_state", (("route", "svc"), ("state", "closed")))] == 0
     labels = (("code_class", "5xx"), ("instance", "svc/a"), ("route", "svc"), ("service", "svc"))
     assert found[("jishi_gateway_requests_total", labels)] == 4
+
+
+async def test_breaker_events_reach_the_event_log_through_the_report(
+    gateway: GatewayUnderTest, backend_port: int, tmp_path: Path
+) -> None:
+    """The gateway's own events (a breaker opening) travel in the next report into the control plane's event
+    log, and its traffic into the control plane's stats."""
+    from jishi.registry import Registry
+    from jishi.registry.policies import BreakerPolicy
+    from jishi.server.stats import StatsBoard
+    from jishi.store.sqlite import SqliteStore
+
+    gateway.proxy.stats = Stats()
+    route = simple_route("svc", breaker=BreakerPolicy(window_size=4, minimum_calls=4, wait_in_open=60.0))
+    gateway.set([route], [Instance(id="a", service="svc", port=backend_port, health=Health.PASSING)])
+    async with httpx.AsyncClient(base_url=gateway.url) as client:
+        for _ in range(5):
+            await client.get("/code/500")
+    store = await SqliteStore.open(tmp_path / "state.db")
+    try:
+        registry = Registry(store)
+        board = StatsBoard()
+        registry.report_sink = lambda gateway_id, data: board.ingest(gateway_id, data, 100.0)
+        assert await Reporter(registry, "gw", LocalMetrics(gateway.proxy)).push()
+        events = await registry.events(kind="route.breaker")
+    finally:
+        await store.close()
+    assert [(e.subject, e.labels["to"]) for e in events] == [("svc", "open")]
+    stats = board.snapshot(100.0)
+    assert stats["routes"]["svc"]["status"]["5xx"] == 5 and stats["policies"]["svc"]["breaker"] == "open"
