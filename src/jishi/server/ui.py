@@ -1,6 +1,6 @@
 """The dashboard: static files bundled in the package, served by the control plane at `/ui/`.
 
-    app.include_router(ui.router)      # GET / → 307 /ui/;  GET /ui/ → index.html;  GET /ui/app.js, draw.js, app.css
+    app.include_router(ui.router)      # GET / → 307 /ui/;  GET /ui/ → index.html;  GET /ui/app.js, app.css, …
 
 The page is hand-written HTML, CSS and JavaScript (`jishi/server/dashboard/`) with no build step and nothing
 fetched from the internet: it works on an offline machine. Everything it shows comes from the same `/v1/` API
@@ -27,6 +27,8 @@ ASSETS = {
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
     "draw.js": "text/javascript; charset=utf-8",
+    "model.js": "text/javascript; charset=utf-8",
+    "panels.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
 }
 _HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}

@@ -46,11 +46,6 @@ window.jishiDraw = (() => {
     return new Date(unix * 1000).toLocaleTimeString([], { hour12: false });
   }
 
-  // health class of an instance: passing | warning | critical | draining
-  function instanceHealth(inst) {
-    return inst.draining ? "draining" : inst.health;
-  }
-
   // ---- topology: gateways → routes → services → instances ----------------------------------------------
 
   const COL = { gateway: 20, route: 230, service: 470, instance: 700 };
@@ -177,5 +172,5 @@ window.jishiDraw = (() => {
     return svg;
   }
 
-  return { h, duration, num, ms, clock, instanceHealth, topology, sparkline };
+  return { h, duration, num, ms, clock, topology, sparkline };
 })();
