@@ -13,6 +13,8 @@ import peers
 import pyspy
 import pytest
 
+import gateway
+
 WRK_REPORT = """Running 4s test @ http://127.0.0.1:40123/
   1 threads and 64 connections
   Thread Stats   Avg      Stdev     Max   +/- Stdev
@@ -165,3 +167,15 @@ def test_chain_microbenchmark_runs_every_configuration():
     result = json.loads(done.stdout.splitlines()[-1].removeprefix("RESULT "))
     for name in ("metrics", "lb", "outlier", "breaker", "rate_limit", "access_log", "full"):
         assert f"cost_us_{name}" in result and result[f"{name}_us"] > 0
+
+
+def test_bench_route_carries_each_chain_section_asked_for(tmp_path: Path):
+    """The benchmark's route has exactly the policy sections named, with a rate limit far above any load."""
+    full = gateway.bench_route("bench", "/", set(gateway.SECTIONS), tmp_path)
+    assert full.lb is not None and full.lb.policy == "least_request"
+    assert full.outlier is not None and full.breaker is not None
+    assert full.rate_limit is not None and full.rate_limit.requests / full.rate_limit.period >= 1_000_000
+    assert full.access_log is not None and full.access_log.path == str(tmp_path / "access-bench.log")
+    bare = gateway.bench_route("bench", "/", set(), tmp_path)
+    sections = ("lb", "outlier", "breaker", "rate_limit", "access_log", "retry", "timeout", "bulkhead", "concurrency")
+    assert all(getattr(bare, name) is None for name in sections)
