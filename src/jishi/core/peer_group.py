@@ -44,14 +44,20 @@ FAILED, UNHEALTHY, EJECTED = 1, 2, 4
 
 
 class SmoothPicker(PickerBase):
-    """nginx's smooth weighted round-robin over the candidates of a `PeerSet` (slow-start weights applied)."""
+    """nginx's smooth weighted round-robin over the candidates of a `PeerSet` (slow-start weights applied).
 
-    __slots__ = ("current",)
+    With equal weights that order is plain rotation through the candidates, which takes a counter instead of a
+    pass over them; the counter restarts when the candidates change.
+    """
+
+    __slots__ = ("_cands", "_next", "current")
 
     def __init__(self, peers: PeerSet, current: dict[Endpoint, float] | None = None) -> None:
         super().__init__(peers)
         keep = set(peers.endpoints)
         self.current: dict[Endpoint, float] = {ep: c for ep, c in (current or {}).items() if ep in keep}
+        self._cands: tuple[Endpoint, ...] = ()
+        self._next = 0
 
     def pick(
         self, now: float, rng: Rng, key: bytes | None = None, exclude: Collection[Endpoint] | None = None
@@ -61,6 +67,12 @@ class SmoothPicker(PickerBase):
         if not cands:
             return None
         weights = self.peers.weights(cands, now)
+        if weights is None and not exclude:
+            if cands is not self._cands:
+                self._cands, self._next = cands, 0
+            i = self._next
+            self._next = i + 1 if i + 1 < len(cands) else 0
+            return cands[i]
         current = self.current
         best = cands[0]
         best_c = -math.inf

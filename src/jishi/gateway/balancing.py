@@ -79,7 +79,10 @@ def pick(
     if lb is None:
         return route.balancer.pick(now, exclude)
     key = request_key(client, ex, route.hash_on) if route.hash_on is not None else None
-    return lb.pick(now, client.proxy.rng, key, exclude)
+    if exclude:
+        return lb.pick(now, client.proxy.rng, key, exclude)
+    ep = lb.picker.pick(now, client.proxy.rng, key)
+    return None if ep is None else ep.target  # type: ignore[return-value]
 
 
 def begin(ex: Exchange, route: RouteEntry, peer: Peer, now: float) -> None:
@@ -88,8 +91,9 @@ def begin(ex: Exchange, route: RouteEntry, peer: Peer, now: float) -> None:
         return
     ex.tracked = True
     ex.try_start = now
-    if route.lb is not None:
-        route.lb.started(peer, now)
+    lb: PeerGroup | None = route.lb
+    if lb is not None and peer.endpoint is not None:
+        lb.picker.on_start(peer.endpoint, now)
     if route.budget is not None:
         route.budget.request_started()
 
@@ -105,13 +109,18 @@ def end(client: ClientConnection, ex: Exchange, status: int) -> None:
     lb: PeerGroup | None = route.lb
     if lb is not None:
         now = client.loop.time()
-        changes = lb.finished(peer, now, now - ex.try_start, status)
-        if changes:
-            report(client.proxy, route, changes)
+        if lb.outlier is None or not status:
+            if peer.endpoint is not None:
+                lb.picker.on_finish(peer.endpoint, now, now - ex.try_start)
+        else:
+            changes = lb.finished(peer, now, now - ex.try_start, status)
+            if changes:
+                report(client.proxy, route, changes)
     budget: RetryBudget | None = route.budget
     if budget is not None:
         budget.request_finished()
-    release_retry(ex)
+        if ex.retry_held:
+            release_retry(ex)
 
 
 def release_retry(ex: Exchange) -> None:
