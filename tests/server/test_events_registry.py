@@ -11,7 +11,7 @@ import pytest
 
 from jishi.errors import NotFoundError
 from jishi.registry import Instance, Registry, Route, RouteBackend, ServiceSpec
-from jishi.registry.events import EventIds, expired, id_time, select
+from jishi.registry.events import EventIds, EventIndex, expired, id_time, select
 from jishi.registry.model import RESTARTS, EventRecord, RestartRequest, restart_key
 from jishi.store.sqlite import SqliteStore
 from jishi.testing import FakeClock
@@ -165,3 +165,50 @@ async def test_follow_events_gives_the_backlog_then_live_events(registry: Regist
     await asyncio.wait_for(task, 5.0)
     await follower.aclose()  # type: ignore[attr-defined]
     assert seen == [second, third, fourth]
+
+
+async def test_index_answers_exactly_as_the_store(registry: Registry, wall: FakeClock) -> None:
+    """With a synced EventIndex, every query gives what the store-reading path gives (the reference)."""
+    rng = random.Random(7)
+    for _ in range(60):
+        wall.advance(rng.random())
+        kind = rng.choice(["instance.started", "instance.exited", "service.scaled", "alert.firing"])
+        await registry.record_event(ev(kind, rng.choice(["web", "web/w1", "web/w2", "api", "api/a1"])))
+    everything = await registry.events(limit=1000)
+    index = EventIndex()
+    index.reset(*await registry.snapshot("/jishi/events/"))
+    queries = [{"limit": n} for n in (1, 5, 100)]
+    queries += [{"since": everything[i].id, "limit": 7} for i in (0, 30, 59)]
+    queries += [{"kind": k, "limit": 4} for k in ("instance", "service.scaled", "alert", "nope")]
+    queries += [{"subject": s, "limit": 9, "since": everything[10].id} for s in ("web", "api/a1")]
+    expected = [await registry.events(**q) for q in queries]  # type: ignore[arg-type]
+    registry.event_index = index
+    assert [await registry.events(**q) for q in queries] == expected  # type: ignore[arg-type]
+
+
+async def test_index_follows_the_store_and_retention(registry: Registry, wall: FakeClock) -> None:
+    """EventIndex.run keeps up with new events (also those stored by others) and with sweeps."""
+    index = EventIndex()
+    registry.event_index = index
+    task = asyncio.create_task(index.run(registry))
+    try:
+        for _ in range(50):
+            if index.synced:
+                break
+            await asyncio.sleep(0.02)
+        assert index.synced
+        other = Registry(registry.store, wall=wall)  # another writer: only the watch tells the index
+        for i in range(5):
+            wall.advance(1.0)
+            await other.record_event(ev("x.y", f"s{i}"))
+        for _ in range(100):
+            if len(index) == 5:
+                break
+            await asyncio.sleep(0.02)
+        assert [e.subject for e in await registry.events()] == ["s0", "s1", "s2", "s3", "s4"]
+        assert await registry.sweep_events(max_events=2, max_age=1e9) == 3
+        assert [e.subject for e in await registry.events()] == ["s3", "s4"]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert not index.synced

@@ -15,6 +15,9 @@ Queries (`select`): `kind` matches itself and its dotted children (`instance` ma
 
 Retention (`expired`): at most `max_events`, none older than `max_age` seconds (by id time).
 
+`EventIndex` is the server's in-memory copy of the log, kept current by following the store's watch, so that
+queries (the dashboard asks every second) and retention never read the whole prefix from the store.
+
 `EventBuffer` is how agents and the alert evaluator emit: `emit()` never blocks and never raises; one owned
 task sends the buffered events in order to anything with `record_event` (a `ControlPlane`), retrying failures
 with a growing pause and logging them. When the buffer is full the oldest unsent events are dropped (logged).
@@ -23,18 +26,25 @@ with a growing pause and logging them. When the buffer is full the oldest unsent
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, NoReturn, Protocol
 
+from jishi.registry.follow import follow
 from jishi.registry.model import EVENTS, EventRecord
+from jishi.store import Event, EventType, KeyValue
+
+if TYPE_CHECKING:
+    from jishi.registry.protocol import ControlPlane
 
 __all__ = [
     "EventBuffer",
     "EventIds",
+    "EventIndex",
     "EventSink",
     "event_key",
     "expired",
@@ -97,6 +107,94 @@ def expired(ids: Sequence[str], now: float, *, max_events: int, max_age: float) 
     cutoff = f"{max(0, int((now - max_age) * 1e6)):0{ID_DIGITS}d}"
     too_many = max(0, len(ids) - max_events)
     return [event_id for i, event_id in enumerate(ids) if i < too_many or event_id < cutoff]
+
+
+class EventIndex:
+    """The event log in memory: ids in order and their records. `await run(cp)` keeps it equal to the store
+    (snapshot, then watch); `synced` says whether it may answer queries."""
+
+    def __init__(self) -> None:
+        self._ids: list[str] = []
+        self._records: dict[str, EventRecord] = {}
+        self.synced = False
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def ids(self) -> list[str]:
+        return list(self._ids)
+
+    def add(self, record: EventRecord) -> None:
+        if record.id in self._records:
+            return
+        self._records[record.id] = record
+        if not self._ids or record.id > self._ids[-1]:
+            self._ids.append(record.id)
+        else:
+            bisect.insort(self._ids, record.id)
+
+    def remove(self, event_id: str) -> None:
+        if self._records.pop(event_id, None) is not None:
+            i = bisect.bisect_left(self._ids, event_id)
+            del self._ids[i]
+
+    def reset(self, revision: int, kvs: list[KeyValue]) -> None:
+        self._ids, self._records = [], {}
+        for kv in kvs:
+            record = _parse(kv)
+            if record is not None:
+                self.add(record)
+        self.synced = True
+
+    def apply(self, event: Event) -> None:
+        if event.type is EventType.DELETE:
+            self.remove(event.kv.key.decode()[len(EVENTS) :])
+        elif (record := _parse(event.kv)) is not None:
+            self.add(record)
+
+    def select(
+        self, *, since: str | None = None, limit: int = 100, kind: str | None = None, subject: str | None = None
+    ) -> list[EventRecord]:
+        """As `select()` over the whole log, reading only as far as it needs: from `since` forwards, or from the
+        newest backwards."""
+        if limit <= 0:
+            return []
+        if since is None:
+            found: list[EventRecord] = []
+            for event_id in reversed(self._ids):
+                record = self._records[event_id]
+                if matches(record, kind, subject):
+                    found.append(record)
+                    if len(found) == limit:
+                        break
+            return found[::-1]
+        out: list[EventRecord] = []
+        for event_id in self._ids[bisect.bisect_right(self._ids, since) :]:
+            record = self._records[event_id]
+            if matches(record, kind, subject):
+                out.append(record)
+                if len(out) == limit:
+                    break
+        return out
+
+    async def run(self, cp: ControlPlane) -> NoReturn:
+        """Follow the log on `cp` until cancelled; not `synced` while it cannot."""
+
+        def lost(exc: BaseException) -> None:
+            self.synced = False
+
+        try:
+            await follow(cp, EVENTS, on_snapshot=self.reset, on_event=self.apply, on_error=lost, name="event log")
+        finally:
+            self.synced = False
+
+
+def _parse(kv: KeyValue) -> EventRecord | None:
+    try:
+        return EventRecord.model_validate_json(kv.value)
+    except ValueError as exc:
+        log.error("ignoring an invalid event record at %s: %s", kv.key.decode(errors="replace"), exc)
+        return None
 
 
 class EventSink(Protocol):

@@ -4,7 +4,8 @@ A mixin of `Registry` (it uses the registry's `store` and `_wall`), kept apart s
 `registry.py` is the desired and live state of the cluster, this is what operators and alerting add to it.
 
 - events: `record_event` stamps an id (`jishi.registry.events`) and stores the record; `events(...)` queries
-  them; `sweep_events` applies retention. Reads take every key of the prefix (retention keeps it bounded).
+  them; `sweep_events` applies retention. With an `event_index` that is synced (the server runs one) queries
+  and retention are answered from memory; without, they read every key of the prefix.
 - restart requests: `request_restart` puts `/jishi/restarts/<service>/<id>` under the instance's own lease (so
   it goes when the instance's agent goes); the agent running the instance restarts it and `clear_restart`s it.
 - alerting settings: one JSON document at `/jishi/config/alerting` (`jishi.alerting.AlertingConfig`), written
@@ -24,7 +25,7 @@ from pydantic import ValidationError
 
 from jishi.errors import NotFoundError, StoreError
 from jishi.registry import model as m
-from jishi.registry.events import EventIds, event_key, expired, matches, select
+from jishi.registry.events import EventIds, EventIndex, event_key, expired, matches, select
 from jishi.registry.model import EventRecord, RestartRequest
 from jishi.store import Delete, EventType, KeyValue, Op, Put, Store
 
@@ -51,6 +52,7 @@ class Operations:
     store: Store
     _wall: Callable[[], float]
     _event_ids: EventIds
+    event_index: EventIndex | None
 
     # ---- events ---------------------------------------------------------------------------------------
 
@@ -62,10 +64,16 @@ class Operations:
         stamped = self._stamp(event)
         return stamped, Put(event_key(stamped.id).encode(), stamped.model_dump_json().encode())
 
+    def _indexed(self, event: EventRecord) -> None:
+        """A stored event goes into the index at once (its watch event follows; adding is idempotent)."""
+        if self.event_index is not None and self.event_index.synced:
+            self.event_index.add(event)
+
     async def record_event(self, event: EventRecord) -> EventRecord:
         """Store `event` under a new id (whatever id it carried); returns it with that id."""
         stamped, put = self._event_put(event)
         await self.store.put(put.key, put.value)
+        self._indexed(stamped)
         return stamped
 
     async def events(
@@ -77,6 +85,8 @@ class Operations:
         subject: str | None = None,
     ) -> list[EventRecord]:
         """Events oldest first: the newest `limit` matches, or the first `limit` after the id `since`."""
+        if self.event_index is not None and self.event_index.synced:
+            return self.event_index.select(since=since, limit=limit, kind=kind, subject=subject)
         kvs = (await self.store.get(m.EVENTS.encode(), prefix=True)).kvs
         if since is not None:
             after = event_key(since).encode()
@@ -112,11 +122,17 @@ class Operations:
     ) -> int:
         """Delete the events retention no longer keeps at `now` (default: the wall clock); returns how many."""
         now = self._wall() if now is None else now
-        cut = len(m.EVENTS)
-        ids = [kv.key.decode()[cut:] for kv in (await self.store.get(m.EVENTS.encode(), prefix=True)).kvs]
+        if self.event_index is not None and self.event_index.synced:
+            ids = self.event_index.ids()
+        else:
+            cut = len(m.EVENTS)
+            ids = [kv.key.decode()[cut:] for kv in (await self.store.get(m.EVENTS.encode(), prefix=True)).kvs]
         doomed = expired(ids, now, max_events=max_events, max_age=max_age)
         if doomed:
             await self.store.txn([], [Delete(event_key(i).encode()) for i in doomed])
+            if self.event_index is not None:
+                for event_id in doomed:
+                    self.event_index.remove(event_id)
             log.info("event retention removed %d events (%d kept)", len(doomed), len(ids) - len(doomed))
         return len(doomed)
 
@@ -138,6 +154,7 @@ class Operations:
         )
         key = m.restart_key(service, instance_id).encode()
         await self.store.txn([], [Put(key, request.model_dump_json().encode(), lease=kvs[0].lease), put])
+        self._indexed(event)
         log.info("restart of %s/%s requested (event %s)", service, instance_id, event.id)
         return request
 

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ValidationError
 from jishi.core import deregister
 from jishi.errors import LeaseNotFoundError, NotFoundError, StoreError
 from jishi.registry import model as m
-from jishi.registry.events import EventIds
+from jishi.registry.events import EventIds, EventIndex
 from jishi.registry.model import AgentInfo, EventRecord, GatewayInfo, Health, Instance, Route, ServiceSpec
 from jishi.registry.operations import Operations
 from jishi.store import Compare, CompareOp, CompareTarget, Delete, Event, KeyValue, Op, Put, Store
@@ -77,6 +77,7 @@ class Registry(Operations):
         self.store = store
         self._wall = wall
         self._event_ids = EventIds()
+        self.event_index: EventIndex | None = None  # set (and run) by the server: queries answered from memory
 
     # ---- raw reads and watches ------------------------------------------------------------------------
 
@@ -241,8 +242,9 @@ class Registry(Operations):
         ops += [Put(key, value) for key, value in wanted.items() if key not in current or current[key].value != value]
         if not ops:
             return await self.store.revision()
-        ops.append(self._event_put(_applied_event(ops, self._wall()))[1])
-        result = await self.store.txn([], ops)
+        applied, put = self._event_put(_applied_event(ops, self._wall()))
+        result = await self.store.txn([], [*ops, put])
+        self._indexed(applied)
         log.info(
             "applied %d services and %d routes (%d changes) at revision %d",
             len(services),

@@ -12,7 +12,8 @@ The compactor keeps the store's history bounded like etcd's revision-mode auto-c
 watcher can resume from any revision that recent (older resume points get `compacted` and re-read).
 The same TaskGroup runs the alert evaluator (`jishi.server.alerts.AlertService`, on the stored `alerting:`
 settings, with the gateways' stats as a metric source) and the event retention sweeper
-(`jishi.server.events.EventSweeper`: at most `max_events` events, none older than `max_event_age`).
+(`jishi.server.events.EventSweeper`: at most `max_events` events, none older than `max_event_age`), and
+keeps the event log's in-memory index (`jishi.registry.events.EventIndex`) that queries are answered from.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import uvicorn
 from jishi.alerting import StatsSource
 from jishi.config.listen import parse_listen
 from jishi.registry import Registry
+from jishi.registry.events import EventIndex
 from jishi.server.alerts import AlertService
 from jishi.server.app import create_app
 from jishi.server.events import EventStreams, EventSweeper
@@ -71,6 +73,7 @@ class ControlPlaneServer:
         self.registry = registry
         self.streams = WatchStreams(registry, heartbeat=heartbeat)
         self.app = create_app(registry, streams=self.streams)
+        registry.event_index = self.event_index = EventIndex()
         self.event_streams: EventStreams = self.app.state.event_streams
         self.event_streams.heartbeat = heartbeat
         self.sweeper = EventSweeper(registry, max_events=max_events, max_age=max_event_age, interval=sweep_interval)
@@ -108,6 +111,7 @@ class ControlPlaneServer:
         async with asyncio.TaskGroup() as tasks:
             reaper = tasks.create_task(self._reap_forever(), name="jishi-reaper")
             compactor = tasks.create_task(self._compact_forever(), name="jishi-compactor")
+            index = tasks.create_task(self.event_index.run(self.registry), name="jishi-event-index")
             sweeper = tasks.create_task(self.sweeper.run(), name="jishi-event-sweeper")
             alerts = tasks.create_task(self.alerts.run(), name="jishi-alerts")
             try:
@@ -115,7 +119,7 @@ class ControlPlaneServer:
             finally:
                 self.streams.close_all()
                 self.event_streams.close_all()
-                for task in (reaper, compactor, sweeper, alerts):
+                for task in (reaper, compactor, index, sweeper, alerts):
                     task.cancel()
 
     async def _reap_forever(self) -> None:
