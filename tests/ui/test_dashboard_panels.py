@@ -54,8 +54,9 @@ ALERTS = {
                 "message": "api answers 10% errors", "value": 0.1}],
     "silences": [],
 }  # fmt: skip
+HOSTILE = 'exit code 1 <img src=x onerror="window.__owned = 1">'  # text from processes is shown, never parsed
 EVENTS = [
-    {"id": "e1", "time": NOW - 20, "kind": "instance.exited", "subject": "api/api-1", "reason": "exit code 1",
+    {"id": "e1", "time": NOW - 20, "kind": "instance.exited", "subject": "api/api-1", "reason": HOSTILE,
      "level": "warning", "labels": {}},
     {"id": "e2", "time": NOW - 10, "kind": "alert.firing", "subject": "api", "reason": "HighErrorRate",
      "level": "error", "labels": {}},
@@ -140,7 +141,7 @@ def test_charts_draw_the_stats_history(page: Page, full: FakeControlPlane, shots
 
 
 def test_routes_alerts_events_and_topology_show_the_documents(page: Page, full: FakeControlPlane) -> None:
-    """Breaker state, limits and ejections per route; the firing alert; events newest first; red nodes."""
+    """Breaker state, limits and ejections per route; the firing alert; events newest first (as text); red nodes."""
     page.wait_for_function("() => window.jishiDashboard.ticks >= 1")
     row = page.locator("[data-testid=route-row][data-name=api]")
     assert row.locator("[data-testid=breaker]").text_content() == "open"
@@ -152,6 +153,8 @@ def test_routes_alerts_events_and_topology_show_the_documents(page: Page, full: 
     assert "api answers 10% errors" in (alert.text_content() or "")
     kinds = page.eval_on_selector_all("[data-testid=event]", "es => es.map(e => e.dataset.kind)")
     assert kinds == ["alert.firing", "instance.exited"]
+    assert HOSTILE in (page.locator("[data-testid=event][data-kind='instance.exited']").text_content() or "")
+    assert page.locator("#events img").count() == 0 and page.evaluate("window.__owned") is None
     health = page.eval_on_selector_all("[data-testid=topo-instance]", "ns => ns.map(n => n.dataset.health)")
     assert health == ["passing", "critical"]
     assert page.get_attribute("[data-testid=topo-route]", "data-health") == "critical"  # breaker open

@@ -80,6 +80,8 @@ def test_dashboard_shows_the_shops_services_and_instances(page: Page, shop: Shop
     for panel in ("panel-alerts", "panel-events"):  # real content, or "not available" — never an empty panel
         assert page.text_content(f"[data-testid={panel}] .body"), panel
     shots(page, "shop")
+    page.emulate_media(color_scheme="dark")
+    shots(page, "shop-dark")
 
 
 def test_killed_instance_turns_red_and_back_green_without_reload(page: Page, shop: ShopRun, shots: Screenshots) -> None:
