@@ -9,8 +9,7 @@ pipelined request waits (with reading paused) until the one before it is answere
 
 A request the gateway refuses (`jishi.gateway.limits`: ambiguous framing, too large a head or body; a head not
 complete within the header timeout) is answered with a JSON error, after which the connection closes,
-lingering: what the client still sends is read and dropped for up to `LINGER` seconds, so the answer is not
-lost to a reset.
+lingering (`jishi.gateway.closing`, which also applies the header and keep-alive timeouts).
 
 Flow control: when the client's write buffer is full the instance connection stops reading, and when the
 instance connection's write buffer is full (or a body waits for a connection) the client stops reading.
@@ -23,9 +22,9 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
-from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
+from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
-from jishi.gateway import dispatch, limits
+from jishi.gateway import closing, dispatch, limits
 from jishi.gateway.exchange import REPLAY_LIMIT, Exchange, TrailerSink
 from jishi.gateway.headers import (
     CONNECTION,
@@ -51,9 +50,8 @@ __all__ = ["ClientConnection"]
 
 log = logging.getLogger(__name__)
 
-LINGER = 2.0  # seconds a refused connection is still read (and dropped) before it is closed
 PENDING_HIGH = 256 * 1024  # body bytes waiting for a connection before the client is paused
-_P_UPSTREAM, _P_PENDING, _P_PIPELINE, _P_CLOSING = 1, 2, 4, 8
+_P_UPSTREAM, _P_PENDING, _P_PIPELINE, _P_CLOSING = 1, 2, 4, closing.P_CLOSING
 _CRLF = b"\r\n"
 _CHUNK_END = b"0\r\n\r\n"
 _ACTIONS_GET = REQUEST_ACTIONS.get
@@ -141,11 +139,11 @@ class ClientConnection(asyncio.Protocol):
         except HttpParserUpgrade as exc:
             self._upgrade_requested(data[exc.args[0] :])
         except HttpParserError as exc:
-            self._parse_failed(exc)
+            closing.parse_failed(self, exc)
         else:
             ex = self.parsing
             if ex is not None and not ex.method:
-                self._head_incomplete(ex, len(data))
+                closing.head_incomplete(self, ex, len(data))
         if self.out:
             self.flush()
 
@@ -166,34 +164,16 @@ class ClientConnection(asyncio.Protocol):
         except HttpParserUpgrade as exc:
             self._upgrade_requested(data[exc.args[0] :])
         except HttpParserError as exc:
-            self._parse_failed(exc)
+            closing.parse_failed(self, exc)
         finally:
             self.big_read = False
         ex = self.parsing
         if self.parser is not None and ex is not None and not ex.method:
-            self._head_incomplete(ex, len(data))  # the timer goes on from this read
+            closing.head_incomplete(self, ex, len(data))  # the timer goes on from this read
         else:
             self.head_since = 0.0
         if self.out:
             self.flush()
-
-    def _parse_failed(self, exc: HttpParserError) -> None:
-        refused = limits.refusal_of(exc)
-        if refused is not None:
-            self._refuse(refused.status, refused.code, refused.message)
-        elif isinstance(exc, HttpParserCallbackError):
-            log.error("client %s: request handling failed", self.client_ip.decode(), exc_info=exc.__context__)
-            self._refuse(500, "internal_error", "the gateway failed while reading the request")
-        else:
-            self._refuse(400, "bad_request", f"malformed HTTP request: {exc}")
-
-    def _head_incomplete(self, ex: Exchange, read: int) -> None:
-        """A read ended inside a request head: start its header timer; refuse it once it is too large."""
-        size, first = limits.incomplete_head_size(ex, read)
-        if first and not self.head_since:
-            self.head_since = self.loop.time()
-        if size > self.max_head:
-            self._refuse(431, "head_too_large", f"the request head exceeds the limit of {self.max_head} bytes")
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -383,91 +363,22 @@ class ClientConnection(asyncio.Protocol):
             return
         self.idle_since = now
 
-    # --- refusals: the request stream cannot go on
+    # --- refusals, closing and timeouts (`jishi.gateway.closing`)
 
     def _refuse(self, status: int, code: str, message: str) -> None:
         """The request being parsed is refused; after it nothing more can be read from this connection."""
-        self.parser = None
-        self.pause(_P_CLOSING)
-        ex = self.parsing
-        self.parsing = None
-        if ex is not None and ex is self.active:
-            # The request being proxied has a broken body: it cannot be completed.
-            if ex.conn is not None:
-                ex.conn.abort()
-                ex.conn = None
-            if ex.resp_started:
-                ex.resp_close = True
-                self.finish(ex)
-            else:
-                ex.keep_alive = False
-                self.error(ex, status, code, message)
-            return
-        if ex is not None and ex in self.queue:
-            self.queue.remove(ex)
-        if self.active is None and not self.queue:
-            self._write_refusal_and_close((status, code, message))
-        else:
-            self.broken = (status, code, message)  # answered after the requests before it
-
-    def _write_refusal_and_close(self, refusal: tuple[int, str, str]) -> None:
-        status, code, message = refusal
-        log.info("client %s: %d %s", self.client_ip.decode(), status, message)
-        self.out.append(error_response(status, code, message, close=True))
-        self.parser = None
-        self._close()
+        closing.refuse(self, status, code, message)
 
     def _close(self) -> None:
-        """Close after what was written. When reading stopped early (a refused request) the client may still be
-        sending, and closing with unread bytes resets the connection, which can destroy the answer before the
-        client reads it; so the close lingers: the write side is shut, what arrives is read and dropped, and
-        the connection closes at the client's EOF or after `LINGER` seconds."""
-        if self.broken:
-            refusal, self.broken = self.broken, None
-            self._write_refusal_and_close(refusal)
-            return
-        self.flush()
-        transport = self.transport
-        if self.closed or transport is None:
-            self.closed = True
-            return
-        self.closed = True
-        if self.parser is None and transport.can_write_eof():
-            self.lingering = self.loop.time()
-            transport.write_eof()
-            self.paused = 0
-            transport.resume_reading()
-        else:
-            transport.close()
+        closing.close(self)
 
     def close_if_slow(self, now: float) -> bool:
-        """Answer 408 and close if a request head began more than the header timeout ago and is still
-        incomplete; end a lingering close after `LINGER` seconds."""
-        if self.lingering:
-            if self.lingering <= now - LINGER and self.transport is not None:
-                self.transport.close()
-            return True
-        since = self.head_since
-        cutoff = now - self.proxy.header_timeout
-        if not since or since > cutoff or self.active is not None or self.queue or self.closed:
-            return False
-        self.parser = None
-        self.parsing = None
-        self.broken = None
-        timeout = self.proxy.header_timeout
-        self._write_refusal_and_close((408, "request_timeout", f"the request head did not arrive within {timeout:g} s"))
-        return True
+        """408 and close when a request head is overdue; end a lingering close (`closing.close_if_slow`)."""
+        return closing.close_if_slow(self, now)
 
     def close_if_idle(self, cutoff: float) -> bool:
-        """Close the connection if no request is in progress and it was idle since before `cutoff`."""
-        if self.lingering:
-            if self.transport is not None:
-                self.transport.close()
-            return True
-        if self.active is None and self.parsing is None and not self.queue and self.idle_since <= cutoff:
-            self._close()
-            return True
-        return False
+        """Close if no request is in progress and it was idle since before `cutoff`."""
+        return closing.close_if_idle(self, cutoff)
 
     # --- reading pauses (several reasons can hold one)
 
