@@ -131,3 +131,43 @@ async def test_total_timeout_bounds_all_tries_with_a_504(gateway: GatewayUnderTe
     assert "route's timeout of 0.5 s" in r.json()["error"]["message"]
     assert "2 tries" in r.json()["error"]["message"]
     assert 0.45 <= elapsed < 1.2
+
+
+def test_retry_budget_allows_its_share_of_tries_in_flight_then_returns_failures() -> None:
+    """Budget 20 %, min 3: with 10 tries in flight 3 retries may start and the 4th is refused; at 20 tries in
+    flight a 4th fits; a retry's slot comes back when its try ends (exact, no I/O)."""
+    from types import SimpleNamespace
+
+    from jishi.core.retry import Action, Failure
+    from jishi.core.routing import RoutingTable
+    from jishi.gateway import balancing, failover
+    from jishi.gateway.exchange import Exchange
+    from jishi.registry.model import Health, Instance
+    from jishi.testing import FakeClock
+
+    clock = FakeClock()
+    loop = SimpleNamespace(time=clock)
+    proxy = SimpleNamespace(loop=loop, groups=[], events=[], table=None, rng=None)
+    client: Any = SimpleNamespace(loop=loop, proxy=proxy)
+    spec = route(retry={"on": ["5xx"], "budget": {"percent": 20, "min_retries": 3}})
+    table = RoutingTable.build([spec], [Instance(id="a", service="svc", port=9000, health=Health.PASSING)])
+    balancing.attach(table, None, proxy)  # type: ignore[arg-type]
+    entry = table.routes["svc"]
+    peer = entry.balancer.peers[0]
+
+    def started() -> Exchange:
+        ex = Exchange(clock.now, b"/")
+        ex.route, ex.peer = entry, peer
+        balancing.begin(ex, entry, peer, clock.now)
+        return ex
+
+    exchanges = [started() for _ in range(10)]
+    verdicts = [failover.allow_retry(client, ex, entry, Failure.STATUS) for ex in exchanges[:4]]
+    assert verdicts == [Action.RETRY_OTHER] * 3 + [Action.RELAY]
+    assert failover.allow_retry(client, exchanges[4], entry, Failure.LOST) is Action.GIVE_UP
+    exchanges += [started() for _ in range(10)]
+    assert failover.allow_retry(client, exchanges[5], entry, Failure.STATUS) is Action.RETRY_OTHER
+    assert failover.allow_retry(client, exchanges[6], entry, Failure.STATUS) is Action.RELAY
+    balancing.end(client, exchanges[0], 200)  # a retry's try ends: its slot is free again
+    assert failover.allow_retry(client, exchanges[7], entry, Failure.STATUS) is Action.RETRY_OTHER
+    assert entry.budget.active_retries == 4 and entry.budget.active_requests == 19

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from jishi.gateway.exchange import Exchange
     from jishi.gateway.upstream import UpstreamConnection
 
-__all__ = ["after_failure", "deadline_passed", "give_up", "mark_failed", "retry_status"]
+__all__ = ["after_failure", "allow_retry", "deadline_passed", "give_up", "mark_failed", "retry_status"]
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def after_failure(
     assert route is not None
     action = decide(_attempt(ex, route, failure, reused=reused, got_bytes=got_bytes))
     if action is Action.RETRY_OTHER:
-        action = _vetoed(client, ex, route, failure)
+        action = allow_retry(client, ex, route, failure)
     if action is Action.ABORT:
         log.warning("route %s: instance %s broke off a response: %s", route.name, peer.key, message)
         ex.resp_close = True
@@ -111,7 +111,7 @@ def retry_status(client: ClientConnection, ex: Exchange, conn: UpstreamConnectio
     if action is not Action.RETRY_OTHER:
         return False
     balancing.end(client, ex, status)
-    if _vetoed(client, ex, route, Failure.STATUS) is not Action.RETRY_OTHER:
+    if allow_retry(client, ex, route, Failure.STATUS) is not Action.RETRY_OTHER:
         return False
     ex.error = f"{peer.address}:{peer.port}: answered {status}"
     ex.last_timeout = False
@@ -124,7 +124,7 @@ def retry_status(client: ClientConnection, ex: Exchange, conn: UpstreamConnectio
     return True
 
 
-def _vetoed(client: ClientConnection, ex: Exchange, route: RouteEntry, failure: Failure) -> Action:
+def allow_retry(client: ClientConnection, ex: Exchange, route: RouteEntry, failure: Failure) -> Action:
     """RETRY_OTHER if the total timeout and the retry budget allow another try (taking a budget slot), else what
     the failure becomes without it."""
     if ex.deadline and client.loop.time() >= ex.deadline:
