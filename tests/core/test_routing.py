@@ -113,3 +113,42 @@ def test_normalize_host() -> None:
     assert normalize_host(b"API.Example.com.:80") == b"api.example.com"
     assert normalize_host(b"[::1]:8080") == b"[::1]"
     assert normalize_host(b"localhost") == b"localhost"
+
+
+def test_route_without_policy_sections_takes_the_fast_path() -> None:
+    """No lb/health_check/outlier/retry/timeout: not tracked, no peer group, the record's retries and timeouts."""
+    entry = RoutingTable.build([route("a", retries=1, read_timeout=7)], [inst("a", 1)]).routes["a"]
+    assert not entry.tracked and entry.group is None and entry.retry is None and entry.total_timeout == 0
+    assert (entry.retries, entry.read_timeout, entry.hash_on) == (1, 7, None)
+
+
+def test_policy_sections_compile_into_the_entry() -> None:
+    """retry replaces retries and read_timeout; lb/outlier give a group config; hash policies default to ip."""
+    from jishi.core.retry import RetryOn
+
+    r = Route.model_validate(
+        {
+            "name": "a",
+            "backends": [{"service": "a"}],
+            "lb": {"policy": "maglev", "slow_start": "5s", "panic_threshold": 0.3},
+            "outlier": {"consecutive_5xx": 2, "base_ejection_time": "1s"},
+            "retry": {"attempts": 4, "on": ["timeout", "503"], "per_try_timeout": "200ms"},
+            "timeout": "2s",
+        }
+    )
+    entry = RoutingTable.build([r], [inst("a", 1)]).routes["a"]
+    assert entry.tracked and entry.total_timeout == 2.0
+    assert (entry.retries, entry.read_timeout) == (4, 0.2)
+    assert entry.retry is not None and entry.retry.on == RetryOn.TIMEOUT | RetryOn.S503
+    assert entry.group is not None and (entry.group.policy, entry.group.slow_start) == ("maglev", 5.0)
+    assert entry.group.panic_threshold == 0.3 and entry.hash_on == "ip"
+    assert entry.group.outlier is not None and entry.group.outlier.consecutive_5xx == 2
+    assert entry.group.outlier.base_ejection_time == 1.0
+
+
+def test_route_counters_outlive_rebuilds() -> None:
+    """retries_done is kept by route name across table rebuilds; ejected() is empty without a peer group."""
+    table = RoutingTable.build([route("a")], [inst("a", 1)])
+    table.routes["a"].counters.retries += 3
+    table = RoutingTable.build([route("a")], [inst("a", 1), inst("a", 2)], previous=table)
+    assert table.routes["a"].retries_done == 3 and table.routes["a"].ejected() == []
