@@ -3,7 +3,7 @@
     refuse(client, ex, status, code, message, retry_after=None, **fields)
         {"error": {"code", "message", "retry_after"?, ...fields}} with `Retry-After: <whole seconds, rounded up>`
     fallback_bytes(spec) -> (status, head, body)      precomputed once per route (`Fallback` section)
-    answer(client, ex, status, head, body)            write a ready response and finish the exchange
+    answer(client, ex, status, content_type, body, extra)   write a ready response and finish the exchange
 
 A refusal's `retry_after` in the body is the limiter's exact figure in seconds (three decimals); the header
 carries the whole seconds a client must wait, rounded up (never 0: a client told "0" would come back at once).
@@ -22,7 +22,20 @@ if TYPE_CHECKING:
     from jishi.gateway.exchange import Exchange
     from jishi.registry.policies import Fallback
 
-__all__ = ["answer", "fallback_bytes", "refuse", "retry_after_header"]
+__all__ = ["FALLBACK_REASONS", "answer", "fallback_bytes", "refuse", "retry_after_header"]
+
+# The gateway's error codes → the fallback reason (`Fallback.on`) they stand for.
+FALLBACK_REASONS = {
+    "circuit_open": "breaker_open",
+    "rate_limited": "rate_limited",
+    "no_healthy_instance": "no_instance",
+    "upstream_failed": "upstream_failed",
+    "upstream_unavailable": "upstream_failed",
+    "upstream_timeout": "timeout",
+    "gateway_timeout": "timeout",
+    "overloaded": "overloaded",
+    "bulkhead_full": "overloaded",
+}
 
 _EPSILON = 1e-9  # float rounding forgiven before rounding up: 2.0000000001 s is still "2"
 

@@ -30,7 +30,25 @@ if TYPE_CHECKING:
     from jishi.registry.model import Route
     from jishi.registry.policies import AdaptiveConcurrency, BreakerPolicy
 
-__all__ = ["ROUTE_SECTIONS", "Compiled", "breaker_config", "compile_route", "concurrency_limiter"]
+__all__ = [
+    "BULK",
+    "CONC",
+    "PERMIT",
+    "REFUSED",
+    "ROUTE_SECTIONS",
+    "WAIT",
+    "Compiled",
+    "breaker_config",
+    "compile_route",
+    "concurrency_limiter",
+]
+
+# What an exchange holds from the chain: bits of `Exchange.held`.
+CONC = 1  # an adaptive-concurrency slot
+BULK = 2  # a bulkhead slot
+WAIT = 4  # a place in the bulkhead's queue (`Exchange.ticket`)
+PERMIT = 8  # a breaker permit (taken at `Exchange.permit_at`)
+REFUSED = 16  # the chain refused it itself: permits go back without an outcome
 
 # The route record's sections this chain runs (the others belong to load balancing and retries).
 ROUTE_SECTIONS = ("rate_limit", "concurrency", "bulkhead", "breaker", "fallback", "rewrite", "access_log")
