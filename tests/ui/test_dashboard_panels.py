@@ -158,6 +158,7 @@ def test_routes_alerts_events_and_topology_show_the_documents(page: Page, full: 
     health = page.eval_on_selector_all("[data-testid=topo-instance]", "ns => ns.map(n => n.dataset.health)")
     assert health == ["passing", "critical"]
     assert page.get_attribute("[data-testid=topo-route]", "data-health") == "critical"  # breaker open
+    assert "3 connections, 1 worker(s)" in (page.text_content("[data-testid=topo-gateway] title") or "")
     assert page.get_attribute("[data-testid=topo-service]", "data-health") == "warning"  # 1 of 2 in rotation
     assert page.text_content("[data-testid=cluster-status]") == "degraded"
     assert page.get_attribute("[data-testid=instance-row][data-id=api-1]", "data-health") == "critical"

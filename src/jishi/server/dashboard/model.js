@@ -102,7 +102,11 @@ window.jishiModel = (() => {
 
   function topologyModel(status, stats) {
     return {
-      gateways: status.gateways.map((g) => ({ id: g.id, health: "passing", title: `${g.id} at ${g.url} (pid ${g.pid})` })),
+      gateways: status.gateways.map((g) => {
+        const load = stats && (stats.gateways || []).find((x) => x.id === g.id);
+        const traffic = load ? `, ${load.connections} connections, ${load.workers} worker(s)` : "";
+        return { id: g.id, health: "passing", title: `${g.id} at ${g.url} (pid ${g.pid}${traffic})` };
+      }),
       routes: [...status.routes].sort((a, b) => a.prefix.localeCompare(b.prefix)).map((r) => ({
         name: r.name,
         services: r.backends.map((b) => b.service),
