@@ -171,3 +171,50 @@ async def test_policy_is_kept_while_the_route_is_unchanged(gw: GatewayUnderTest,
         gw.set([route.model_copy(update={"rate_limit": RateLimit(requests=5, period=60)})], [b0.instance()])
         assert gw.proxy.table.routes["svc"].policy is not kept
         assert (await client.get("/whoami")).status_code == 200
+
+
+async def test_a_client_leaving_the_bulkhead_queue_gives_its_place_back(gw: GatewayUnderTest, backends) -> None:
+    """A queued request whose client disconnects leaves the queue; the slot goes to the next live waiter, and
+    at the end nothing is held."""
+    (b,) = backends(1)
+    gw.set([simple_route(bulkhead=BulkheadPolicy(max_concurrent=1, max_queue=2, max_wait=5))], [b.instance()])
+    bulkhead = gw.proxy.table.routes["svc"].policy.c.bulkhead
+    async with httpx.AsyncClient(base_url=gw.url) as client:
+        first = asyncio.create_task(client.get("/sleep?s=0.5"))
+        await asyncio.sleep(0.1)
+        _, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+        writer.write(b"GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        third = asyncio.create_task(client.get("/whoami"))
+        await asyncio.sleep(0.05)
+        assert bulkhead.waiting == 2
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.sleep(0.05)
+        assert bulkhead.waiting == 1
+        assert (await first).status_code == 200
+        assert (await third).status_code == 200
+    assert (bulkhead.active, bulkhead.waiting) == (0, 0)
+
+
+async def test_a_refused_request_with_a_body_keeps_the_connection(gw: GatewayUnderTest, backends) -> None:
+    """A POST refused with 429 before its body was read: the body is skipped and the next request on the same
+    connection is served."""
+    (b,) = backends(1)
+    gw.set([simple_route(rate_limit=RateLimit(requests=1, period=60, key="route"))], [b.instance()])
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    try:
+        body = b"x" * 5000
+        request = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        writer.write(request + request)
+        await writer.drain()
+        answers = []
+        for _ in range(2):
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            answers.append((head.split(b" ")[1], await reader.readexactly(length)))
+    finally:
+        writer.close()
+    assert answers[0] == (b"200", body)
+    assert answers[1][0] == b"429" and b"rate_limited" in answers[1][1]
