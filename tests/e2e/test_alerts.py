@@ -229,7 +229,7 @@ async def test_restart_action_restarts_a_real_instance(cluster: HttpControlPlane
     [before] = await healthy(cp)
     async with httpx.AsyncClient(base_url=cp.base_url) as http:
         reply = await http.post(f"/v1/instances/web/{before.id}/restart", json={"reason": "test"})
-    assert (reply.status_code, reply.json()) == (202, {"restarting": before.id})
+    assert (reply.status_code, reply.json()["restarting"]) == (202, before.id)
 
     async def new_pid() -> bool:
         now = await healthy(cp)

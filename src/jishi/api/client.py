@@ -262,8 +262,10 @@ class HttpControlPlane:
 
     async def request_restart(self, service: str, instance_id: str, reason: str = "") -> RestartRequest:
         path = self._instance_path(service, instance_id) + "/restart"
-        await self._call("POST", path, body=wire.RestartBody(reason=reason))
-        return RestartRequest(service=service, instance=instance_id, requested_at=0.0, reason=reason)
+        reply = await self._call("POST", path, body=wire.RestartBody(reason=reason))
+        return RestartRequest(
+            service=service, instance=instance_id, requested_at=float(reply["requested_at"]), reason=reason
+        )
 
     async def clear_restart(self, service: str, instance_id: str) -> None:
         await self._call("DELETE", self._instance_path(service, instance_id) + "/restart")

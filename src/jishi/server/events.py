@@ -3,7 +3,7 @@
     GET  /v1/events?since=&limit=&kind=&subject=     {"events": [EventRecord, ...]}   oldest first
     GET  /v1/events?follow=true&since=&kind=&subject= NDJSON: one EventRecord per line, as they are stored
     POST /v1/events                                   store one EventRecord (its id is assigned) → the record
-    POST /v1/instances/{service}/{id}/restart         202 {"restarting": id}; the instance's agent restarts it
+    POST /v1/instances/{service}/{id}/restart         202 {"restarting": id, "requested_at"}; its agent restarts it
     DELETE /v1/instances/{service}/{id}/restart       the request was carried out (the agent clears it)
 
 A follow stream sends the events after `since` first (none without it), then each new one; when nothing
@@ -211,9 +211,9 @@ async def record_event(registry: Reg, event: EventRecord) -> EventRecord:
 )
 async def request_restart(
     registry: Reg, service: str, instance_id: str, body: wire.RestartBody | None = None
-) -> dict[str, str]:
-    await registry.request_restart(service, instance_id, body.reason if body else "")
-    return {"restarting": instance_id}
+) -> dict[str, str | float]:
+    request = await registry.request_restart(service, instance_id, body.reason if body else "")
+    return {"restarting": instance_id, "requested_at": request.requested_at}
 
 
 @router.delete(
