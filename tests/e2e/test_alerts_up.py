@@ -23,7 +23,7 @@ def test_up_stores_alerting_and_the_log_tells_what_happened(shop: ShopRun) -> No
     assert code == 0
     events = [json.loads(line) for line in out.splitlines()]
     kinds = [e["kind"] for e in events]
-    assert kinds[0] == "config.applied" and "catalog" in events[0]["labels"]["services"]
+    assert kinds[0] == "config.applied" and "catalog" in events[0]["labels"]["added_services"]
     started = {e["subject"].split("/")[0] for e in events if e["kind"] == "instance.started"}
     assert started == {"catalog", "orders", "users"}
     code, _, _ = shop.jishi("scale", "users", "3")

@@ -111,16 +111,19 @@ async def test_scale_records_from_and_to_and_a_no_op_records_nothing(registry: R
 
 
 async def test_apply_records_what_changed_in_the_same_revision(registry: Registry, store: SqliteStore) -> None:
-    """apply emits config.applied naming set and removed services/routes; an apply that changes nothing, none."""
+    """apply emits config.applied naming added, changed and removed services/routes; a no-op apply, none."""
     web = ServiceSpec(name="web", command=["x"])
     api = ServiceSpec(name="api", command=["y"])
     route = Route(name="web", backends=[RouteBackend(service="web")])
     await registry.apply([web, api], [route])
-    revision = await registry.apply([web], [route])  # api removed
-    await registry.apply([web], [route])  # nothing changes
+    revision = await registry.apply([web.model_copy(update={"instances": 3})], [route])  # web changed, api removed
+    await registry.apply([web.model_copy(update={"instances": 3})], [route])  # nothing changes
     events = await registry.events(kind="config.applied")
-    assert [e.reason for e in events] == ["services: api, web; routes: web", "removed services: api"]
-    assert events[1].labels == {"removed_services": "api"}
+    assert [e.reason for e in events] == [
+        "added services: api, web; added routes: web",
+        "changed services: web; removed services: api",
+    ]
+    assert events[1].labels == {"changed_services": "web", "removed_services": "api"}
     kv = (await store.get(f"/jishi/events/{events[1].id}".encode())).kvs[0]
     assert kv.mod_revision == revision
 

@@ -16,15 +16,15 @@ Every record is the JSON of its pydantic model at the key `jishi.registry.model`
 - `reap(now)` deletes instances past their deregistration deadline (`jishi.core.deregister`), each guarded by
   its mod_revision so an instance that recovered in the meantime stays.
 - events, restart requests, alerting settings and silences are `jishi.registry.operations` (a mixin). `scale`
-  records a `service.scaled` event when the count changed; `apply` records `config.applied` (what changed) in
-  the same txn as the change.
+  records a `service.scaled` event when the count changed; `apply` records `config.applied` (the services and
+  routes added, changed and removed) in the same txn as the change.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -242,7 +242,7 @@ class Registry(Operations):
         ops += [Put(key, value) for key, value in wanted.items() if key not in current or current[key].value != value]
         if not ops:
             return await self.store.revision()
-        applied, put = self._event_put(_applied_event(ops, self._wall()))
+        applied, put = self._event_put(_applied_event(ops, current.keys(), self._wall()))
         result = await self.store.txn([], [*ops, put])
         self._indexed(applied)
         log.info(
@@ -334,16 +334,18 @@ class Registry(Operations):
         raise StoreError(f"could not update {what}: it kept changing under {MAX_CONFLICT_RETRIES} attempts")
 
 
-def _applied_event(ops: Sequence[Op], now: float) -> EventRecord:
-    """The `config.applied` event of an apply's writes: which services and routes were set or removed."""
-    changed: dict[str, list[str]] = {"services": [], "routes": [], "removed services": [], "removed routes": []}
+def _applied_event(ops: Sequence[Op], existing: Collection[bytes], now: float) -> EventRecord:
+    """The `config.applied` event of an apply's writes: which services and routes were added, changed, removed."""
+    changed: dict[str, list[str]] = {}
     for op in ops:
         key = op.key.decode()
         for prefix, what in ((m.SERVICES, "services"), (m.ROUTES, "routes")):
             if key.startswith(prefix):
-                changed[what if isinstance(op, Put) else f"removed {what}"].append(key[len(prefix) :])
-    parts = [f"{what}: {', '.join(sorted(names))}" for what, names in changed.items() if names]
-    labels = {what.replace(" ", "_"): ",".join(sorted(names)) for what, names in changed.items() if names}
+                how = "removed" if not isinstance(op, Put) else "changed" if op.key in existing else "added"
+                changed.setdefault(f"{how} {what}", []).append(key[len(prefix) :])
+    order = [f"{how} {what}" for how in ("added", "changed", "removed") for what in ("services", "routes")]
+    parts = [f"{what}: {', '.join(sorted(changed[what]))}" for what in order if what in changed]
+    labels = {what.replace(" ", "_"): ",".join(sorted(changed[what])) for what in order if what in changed}
     return EventRecord(time=now, kind="config.applied", subject="config", reason="; ".join(parts), labels=labels)
 
 
