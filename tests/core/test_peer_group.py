@@ -137,3 +137,15 @@ def test_consistent_hash_group_sends_a_key_to_one_peer_and_a_retry_elsewhere() -
         assert first is not None
         other = group.pick(0.0, RNG, b"user-1", [first])
         assert other is not None and other is not first
+
+
+def test_peak_ewma_group_learns_latency_and_prefers_the_fast_peer() -> None:
+    """peak_ewma: finished tries feed latency; after a slow answer from a the picks go to b."""
+    group = PeerGroup(specs("a", "b"), GroupConfig(policy="peak_ewma"), now=0.0)
+    assert not group.counts_only and PeerGroup(specs("a"), GroupConfig(), now=0.0).counts_only
+    a, b = group.peers
+    for peer, latency in ((a, 0.5), (b, 0.01)):
+        group.started(peer, 1.0)
+        group.finished(peer, 1.0, latency, 200)
+    assert a.endpoint is not None and a.endpoint.ewma == 0.5 and a.endpoint.active == 0
+    assert set(picks(group, 10, 1.0)) == {"b"}

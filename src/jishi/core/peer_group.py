@@ -117,7 +117,18 @@ def _signature(spec: PeerSpec) -> tuple[str, str, int, int, bool]:
 class PeerGroup:
     """One route's peers, policy, health marks and outlier detector; see the module doc."""
 
-    __slots__ = ("_down", "_due", "_runs", "_signature", "config", "outlier", "peer_set", "peers", "picker")
+    __slots__ = (
+        "_down",
+        "_due",
+        "_runs",
+        "_signature",
+        "config",
+        "counts_only",
+        "outlier",
+        "peer_set",
+        "peers",
+        "picker",
+    )
 
     def __init__(
         self, specs: Sequence[PeerSpec], config: GroupConfig, *, now: float, previous: PeerGroup | None = None
@@ -171,6 +182,10 @@ class PeerGroup:
             self.picker = SmoothPicker(self.peer_set, prior_rr.current if isinstance(prior_rr, SmoothPicker) else None)
         else:
             self.picker = make_picker(config.policy, self.peer_set)
+        # The picker's start/finish hooks only count requests in flight (every policy but peak_ewma): the shell
+        # may then count on the endpoint itself.
+        on_finish: object = type(self.picker).on_finish
+        self.counts_only = on_finish is PickerBase.on_finish
         self.outlier: OutlierDetector[str] | None = None
         if config.outlier is not None:
             if previous is not None and previous.outlier is not None and previous.config.outlier == config.outlier:

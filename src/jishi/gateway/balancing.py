@@ -92,8 +92,13 @@ def begin(ex: Exchange, route: RouteEntry, peer: Peer, now: float) -> None:
     ex.tracked = True
     ex.try_start = now
     lb: PeerGroup | None = route.lb
-    if lb is not None and peer.endpoint is not None:
-        lb.picker.on_start(peer.endpoint, now)
+    if lb is not None:
+        ep = peer.endpoint
+        if ep is not None:
+            if lb.counts_only:
+                ep.active += 1
+            else:
+                lb.picker.on_start(ep, now)
     if route.budget is not None:
         route.budget.request_started()
 
@@ -108,11 +113,17 @@ def end(client: ClientConnection, ex: Exchange, status: int) -> None:
     assert route is not None and peer is not None
     lb: PeerGroup | None = route.lb
     if lb is not None:
-        now = client.loop.time()
         if lb.outlier is None or not status:
-            if peer.endpoint is not None:
-                lb.picker.on_finish(peer.endpoint, now, now - ex.try_start)
+            ep = peer.endpoint
+            if ep is not None:
+                if lb.counts_only:
+                    if ep.active > 0:
+                        ep.active -= 1
+                else:
+                    now = client.loop.time()
+                    lb.picker.on_finish(ep, now, now - ex.try_start)
         else:
+            now = client.loop.time()
             changes = lb.finished(peer, now, now - ex.try_start, status)
             if changes:
                 report(client.proxy, route, changes)
