@@ -243,7 +243,11 @@ class PeerGroup:
         0: no verdict, e.g. the client went away); the ejection it caused, if any."""
         ep = peer.endpoint
         if ep is not None:
-            self.picker.on_finish(ep, now, max(0.0, latency))
+            if self.counts_only:
+                if ep.active > 0:
+                    ep.active -= 1
+            else:
+                self.picker.on_finish(ep, now, max(0.0, latency))
         if not status or self.outlier is None:
             return []
         changes = self.outlier.on_result(peer.key, status, now)
