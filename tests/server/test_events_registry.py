@@ -215,3 +215,13 @@ async def test_index_follows_the_store_and_retention(registry: Registry, wall: F
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert not index.synced
+
+
+async def test_record_events_stores_a_batch_in_one_revision(registry: Registry, store: SqliteStore) -> None:
+    """record_events: every event gets its own increasing id, all written at one store revision."""
+    before = await store.revision()
+    stored = await registry.record_events([ev("a.b", f"s{i}") for i in range(4)])
+    assert await store.revision() == before + 1
+    assert [e.id for e in stored] == sorted({e.id for e in stored})
+    assert await registry.events() == stored
+    assert await registry.record_events([]) == []

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -74,6 +74,20 @@ class Operations:
         stamped, put = self._event_put(event)
         await self.store.put(put.key, put.value)
         self._indexed(stamped)
+        return stamped
+
+    async def record_events(self, events: Sequence[EventRecord]) -> list[EventRecord]:
+        """Store several events in one transaction (one revision, one disk sync); returns them with their ids."""
+        stamped: list[EventRecord] = []
+        ops: list[Op] = []
+        for event in events:
+            record, put = self._event_put(event)
+            stamped.append(record)
+            ops.append(put)
+        if ops:
+            await self.store.txn([], ops)
+            for record in stamped:
+                self._indexed(record)
         return stamped
 
     async def events(

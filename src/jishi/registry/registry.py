@@ -272,14 +272,15 @@ class Registry(Operations):
     report_sink: Callable[[str, dict[str, Any]], None] | None = None
 
     async def report_gateway(self, gateway_id: str, report: dict[str, Any]) -> None:
-        """Store the events of a gateway's report (`record_event`), then hand the report to `report_sink`."""
+        """Store the events of a gateway's report (`record_events`: one txn), then hand the report to
+        `report_sink`."""
+        events = []
         for raw in report.get("events") or ():
             try:
-                event = m.EventRecord.model_validate(raw)
+                events.append(m.EventRecord.model_validate(raw))
             except ValidationError as exc:
                 log.warning("gateway %s reported an invalid event (not stored): %s", gateway_id, exc)
-                continue
-            await self.record_event(event)
+        await self.record_events(events)
         if self.report_sink is not None:
             self.report_sink(gateway_id, report)
 
