@@ -22,7 +22,8 @@ class FlakySink:
     """Fails the first `failures` sends, then keeps what it is sent."""
 
     def __init__(self, failures: int) -> None:
-        self.failures, self.got = failures, []  # type: ignore[var-annotated]
+        self.failures = failures
+        self.got: list[EventRecord] = []
 
     async def record_event(self, event: EventRecord) -> EventRecord:
         if self.failures > 0:
@@ -39,7 +40,11 @@ async def test_buffer_retries_in_order_and_never_blocks_emit() -> None:
     task = asyncio.create_task(buffer.run())
     for n in range(5):
         buffer.emit(ev(n))
-    await eventually(lambda: _true(len(sink.got) == 5), 5.0, "5 events delivered")
+
+    async def delivered() -> bool:
+        return len(sink.got) == 5
+
+    await eventually(delivered, 5.0, "5 events delivered")
     task.cancel()
     assert [e.subject for e in sink.got] == ["s0", "s1", "s2", "s3", "s4"]
     assert len(buffer) == 0 and buffer.sent == 5
@@ -58,10 +63,6 @@ async def test_buffer_drops_the_oldest_when_full_and_flush_is_bounded() -> None:
     assert [e.subject for e in sink.got] == ["s2", "s3", "s4"]
 
 
-async def _true(value: bool) -> bool:
-    return value
-
-
 async def _kinds(cp: Registry, subject: str) -> list[str]:
     return [e.kind for e in await cp.events(subject=subject, limit=1000)]
 
@@ -70,7 +71,11 @@ async def test_crash_and_restart_are_events(cp: Registry, tmp_path: Path) -> Non
     """started → health passing → exited (SIGKILL) → restarted with a new pid, each an event about the instance."""
     await cp.put_service(service_spec("web", 1))
     async with running_agent(cp, tmp_path):
-        await eventually(lambda: _true_async(passing(cp, "web"), 1), what="1 passing instance")
+
+        async def one_passing() -> bool:
+            return len(await passing(cp, "web")) == 1
+
+        await eventually(one_passing, what="1 passing instance")
         [inst] = await passing(cp, "web")
         assert inst.pid is not None
         subject = f"web/{inst.id}"
@@ -91,10 +96,6 @@ async def test_crash_and_restart_are_events(cp: Registry, tmp_path: Path) -> Non
     assert again.labels["pid"] != str(inst.pid) and again.labels["restarts"] == "1"
     assert "after a crash" in again.reason and "backoff 0.10 s" in again.reason
     assert kinds[-1] == "instance.stopped"  # the agent's own stop at the end
-
-
-async def _true_async(instances: object, count: int) -> bool:
-    return len(await instances) == count  # type: ignore[misc, arg-type]
 
 
 async def test_restart_request_restarts_the_instance_gracefully(cp: Registry, tmp_path: Path) -> None:
@@ -131,8 +132,8 @@ async def test_restart_request_restarts_the_instance_gracefully(cp: Registry, tm
         "instance.stopped",
         "instance.restarted",
     ]
-    restarted = [e for e in await cp.events(kind="instance.restarted")]
-    assert "on request: testing" in restarted[0].reason
+    [restarted] = await cp.events(kind="instance.restarted")
+    assert "on request: testing" in restarted.reason
 
 
 async def test_agent_runs_on_a_control_plane_without_events(fake_cp: FakeControlPlane, tmp_path: Path) -> None:
@@ -145,3 +146,31 @@ async def test_agent_runs_on_a_control_plane_without_events(fake_cp: FakeControl
 
         await eventually(one_passing, what="1 passing instance")
         assert len(agent.events) >= 1  # buffered, not lost, not blocking
+
+
+async def test_health_transitions_are_events_with_the_check_output(cp: Registry, tmp_path: Path) -> None:
+    """A check that starts failing: instance.health passing → critical (error, with the check's output); back to
+    passing when it recovers (info)."""
+    flag = tmp_path / "unhealthy"
+    await cp.put_service(service_spec("web", 1, env={"HEALTH_FAIL_FILE": str(flag)}))
+    async with running_agent(cp, tmp_path / "agent"):
+
+        async def one_passing() -> bool:
+            return len(await passing(cp, "web")) == 1
+
+        await eventually(one_passing, what="1 passing instance")
+        flag.touch()
+
+        async def health_events(n: int) -> bool:
+            return len(await cp.events(kind="instance.health")) >= n
+
+        await eventually(lambda: health_events(2), 10.0, "a passing → critical event")
+        flag.unlink()
+        await eventually(lambda: health_events(3), 10.0, "a critical → passing event")
+    events = await cp.events(kind="instance.health")
+    assert [(e.labels["old"], e.labels["new"], e.level) for e in events] == [
+        ("critical", "passing", "info"),
+        ("passing", "critical", "error"),
+        ("critical", "passing", "info"),
+    ]
+    assert events[1].reason.endswith("HTTP 500, expected 200–399")
