@@ -74,6 +74,19 @@ async def test_alerting_settings_round_trip_and_only_real_changes_write(cp: Http
     assert await cp.get_alerting() == config
 
 
+async def test_secrets_are_masked_when_read(cp: HttpControlPlane) -> None:
+    """GET /v1/alerting masks SMTP passwords and webhook header values; the stored settings keep them."""
+    secret = {
+        "webhooks": [{"url": "http://127.0.0.1:9/h", "headers": {"Authorization": "Bearer s3cret"}}],
+        "email": [{"host": "h", "sender": "a@b", "to": ["c@d"], "username": "u", "password": "hunter2"}],
+    }
+    await cp.put_alerting(AlertingConfig.model_validate(secret))
+    shown = await cp.get_alerting()
+    assert shown is not None
+    assert shown.email[0].password == "********" and shown.webhooks[0].headers == {"Authorization": "********"}
+    assert shown.email[0].username == "u"
+
+
 async def test_invalid_settings_are_400_with_the_field(http: httpx.AsyncClient) -> None:
     """A rule with a bad expression is refused with a JSON error naming the field."""
     reply = await http.put("/v1/alerting", json={"rules": [{"name": "X", "expr": "rate(", "threshold": 1}]})

@@ -282,6 +282,7 @@ class HttpControlPlane:
         return bool((await self._call("PUT", "/v1/alerting", body=config))["changed"])
 
     async def get_alerting(self) -> AlertingConfig | None:
+        """The stored settings; SMTP passwords and webhook header values come back masked."""
         from jishi.alerting.rules import AlertingConfig
 
         reply = await self._call("GET", "/v1/alerting")

@@ -2,7 +2,7 @@
 
     GET    /v1/alerts          {"alerts": [{name, state, since, labels, message, value, severity, silenced}],
                                 "silences": [...], "inactive_rules": [...]}   pending and firing alerts
-    GET    /v1/alerting        {"config": AlertingConfig | null}   the settings in force (stored)
+    GET    /v1/alerting        {"config": AlertingConfig | null}   the settings in force (secrets masked)
     PUT    /v1/alerting        AlertingConfig → {"changed": bool}  (`jishi up` sends the file's `alerting:`)
     GET    /v1/silences        {"silences": [SilenceSpec, ...]}
     POST   /v1/silences        {"matchers": {label: value} | "text", "duration": s, "comment"} → SilenceSpec (id)
@@ -37,7 +37,7 @@ from jishi.registry.follow import follow
 from jishi.registry.model import ALERTING_CONFIG, SILENCES, EventRecord
 from jishi.store import EventType, KeyValue
 
-__all__ = ["AlertService", "alert_event", "router"]
+__all__ = ["AlertService", "alert_event", "masked", "router"]
 
 log = logging.getLogger(__name__)
 
@@ -225,10 +225,28 @@ async def alerts(request: Request, registry: Reg) -> dict[str, Any]:
     return {"alerts": [], "silences": silences, "inactive_rules": []}
 
 
-@router.get("/alerting", tags=["alerts"], summary="The alerting settings in force (null: the defaults)")
+MASK = "********"
+
+
+def masked(config: AlertingConfig) -> dict[str, Any]:
+    """The settings as JSON with their secrets (SMTP passwords, webhook header values) masked."""
+    doc = config.model_dump(mode="json", by_alias=True)
+    for email in doc["email"]:
+        if email.get("password"):
+            email["password"] = MASK
+    for hook in doc["webhooks"]:
+        hook["headers"] = dict.fromkeys(hook["headers"], MASK)
+    return doc
+
+
+@router.get(
+    "/alerting",
+    tags=["alerts"],
+    summary="The alerting settings in force (null: the defaults); SMTP passwords and webhook headers masked",
+)
 async def get_alerting(registry: Reg) -> dict[str, Any]:
     config = await registry.get_alerting()
-    return {"config": None if config is None else config.model_dump(mode="json", by_alias=True)}
+    return {"config": None if config is None else masked(config)}
 
 
 @router.put("/alerting", tags=["alerts"], summary="Replace the alerting settings (the `alerting:` of jishi.yaml)")
