@@ -13,6 +13,7 @@ from gateway_harness import GatewayUnderTest, simple_route
 from jishi.gateway import policy
 from jishi.registry.model import Health, Instance
 from jishi.registry.policies import BreakerPolicy, Fallback
+from jishi.testing import free_port
 
 
 class FlakyBackend:
@@ -138,3 +139,20 @@ async def test_slow_calls_open_the_breaker(gateway: GatewayUnderTest, backends) 
     assert statuses == [200] * 3
     assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
     assert "slow-call rate" in gateway.proxy.events[-1].reason
+
+
+async def test_an_error_replaced_by_the_fallback_still_counts_for_the_breaker(gateway: GatewayUnderTest) -> None:
+    """An instance refusing connections: each request gets the fallback (200), yet each is a failure for the
+    breaker, which opens after minimum_calls."""
+    dead = Instance(id="dead", service="svc", port=free_port(), health=Health.PASSING)
+    breaker = BreakerPolicy(window_size=3, minimum_calls=3, failure_rate=50, wait_in_open=30)
+    fallback = Fallback(status=200, body="degraded", content_type="text/plain")
+    gateway.set([simple_route(breaker=breaker, fallback=fallback, retries=0)], [dead])
+    try:
+        async with httpx.AsyncClient(base_url=gateway.url) as client:
+            answers = [await client.get("/x") for _ in range(4)]
+    finally:
+        await policy.close(gateway.proxy.table)
+    assert [(r.status_code, r.text) for r in answers] == [(200, "degraded")] * 4
+    assert [r.headers["x-jishi-fallback"] for r in answers][-1] == "breaker_open"
+    assert gateway.proxy.table.routes["svc"].policy.state()["breaker"] == "open"

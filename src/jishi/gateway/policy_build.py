@@ -35,6 +35,7 @@ __all__ = [
     "CONC",
     "PERMIT",
     "REFUSED",
+    "REPLACED",
     "ROUTE_SECTIONS",
     "WAIT",
     "Compiled",
@@ -49,6 +50,7 @@ BULK = 2  # a bulkhead slot
 WAIT = 4  # a place in the bulkhead's queue (`Exchange.ticket`)
 PERMIT = 8  # a breaker permit (taken at `Exchange.permit_at`)
 REFUSED = 16  # the chain refused it itself: permits go back without an outcome
+REPLACED = 32  # a fallback replaced its error: the outcome is that error (`Exchange.failed_status`)
 
 # The route record's sections this chain runs (the others belong to load balancing and retries).
 ROUTE_SECTIONS = ("rate_limit", "concurrency", "bulkhead", "breaker", "fallback", "rewrite", "access_log")

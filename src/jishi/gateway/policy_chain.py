@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from jishi.core.resilience import Admission
 from jishi.gateway import dispatch, policy_breaker
 from jishi.gateway.policy_answers import FALLBACK_REASONS, answer, refuse
-from jishi.gateway.policy_build import BULK, CONC, PERMIT, REFUSED, WAIT, Compiled
+from jishi.gateway.policy_build import BULK, CONC, PERMIT, REFUSED, REPLACED, WAIT, Compiled
 from jishi.gateway.policy_queue import WaitQueue
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ class RoutePolicy:
         held = ex.held
         if held:
             ex.held = 0
-            if held == PERMIT and not ex.failed_status:  # the usual case: only a breaker permit
+            if held == PERMIT:  # the usual case: only a breaker permit
                 breaker = self.breaker
                 assert breaker is not None
                 status = ex.status
@@ -274,6 +274,7 @@ class RoutePolicy:
 
     def _fallback(self, client: ClientConnection, ex: Exchange, status: int, reason: str) -> None:
         ex.failed_status = status
+        ex.held |= REPLACED
         fb_status, content_type, body = self.c.fallback
         answer(client, ex, fb_status, content_type, body, b"X-Jishi-Fallback: %s\r\n" % reason.encode())
 
