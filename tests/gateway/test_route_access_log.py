@@ -7,10 +7,13 @@ import json
 from pathlib import Path
 
 import httpx
-from gateway_harness import GatewayUnderTest, simple_route
+from gateway_harness import GatewayUnderTest, simple_route, start_backend
 
 from jishi.gateway import policy
+from jishi.gateway.snapshot import SnapshotFile
+from jishi.gateway.view import RegistryView
 from jishi.registry.policies import AccessLogSpec, RateLimit
+from jishi.testing import ProcessGroup, free_port, wait_for_port
 
 
 def lines(path: Path) -> list[dict]:
@@ -66,3 +69,25 @@ async def test_sample_logs_a_share_of_successes_and_every_error(
     refused = sum(r["status"] == 429 for r in records)
     assert refused == 10
     assert 15 <= ok <= 70
+
+
+def test_a_gateway_process_writes_its_route_log_before_it_exits(procs: ProcessGroup, tmp_path: Path) -> None:
+    """`python -m jishi.gateway` with a route access log: requests answered just before SIGTERM are in the file
+    once the process has exited."""
+    backend = start_backend(procs, "b0")
+    log_path = tmp_path / "route.log"
+    view = RegistryView()
+    view.routes["/jishi/routes/svc"] = simple_route("svc", access_log=AccessLogSpec(path=str(log_path)))
+    inst = backend.instance("svc")
+    view.instances[inst.key] = inst
+    SnapshotFile(tmp_path / "gw" / "snapshot.json").save(view.dump())
+    port = free_port()
+    gw = procs.python("gateway", "-m", "jishi.gateway", "--control-plane", f"http://127.0.0.1:{free_port()}",
+                      "--listen", f"127.0.0.1:{port}", "--state-dir", str(tmp_path / "gw"))  # fmt: skip
+    wait_for_port(port, timeout=30)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+        statuses = [client.get(f"/whoami?n={i}").status_code for i in range(3)]
+    gw.signal(15)
+    assert gw.popen.wait(15) == 0
+    assert statuses == [200] * 3
+    assert [r["path"] for r in lines(log_path)] == ["/whoami?n=0", "/whoami?n=1", "/whoami?n=2"]

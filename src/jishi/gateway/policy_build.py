@@ -6,6 +6,7 @@ Everything a request needs is made here once, when a route's record is new or ch
 
 from __future__ import annotations
 
+import atexit
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -123,6 +124,8 @@ def compile_route(spec: Route, workers: int = 1) -> Compiled:
             c.response_edits = ResponseEdits(rw.response_headers, spec.name)
     if spec.access_log is not None:
         c.access_log = AccessLog(Path(spec.access_log.path))
+        # Written at the latest when the process exits, should the proxy stop without closing its policies.
+        atexit.register(c.access_log.close)
         c.sample = spec.access_log.sample
     if spec.fallback is not None:
         c.fallback = fallback_bytes(spec.fallback)

@@ -10,6 +10,7 @@ given back in `done` whatever ended the exchange.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import random
 import time
@@ -367,6 +368,7 @@ class RoutePolicy:
             self._flush = None
         access_log, self.c.access_log, self._log = self.c.access_log, None, None
         if access_log is not None:
+            atexit.unregister(access_log.close)
             access_log.close()
         if self.c.gate is not None:
             await self.c.gate.aclose()
