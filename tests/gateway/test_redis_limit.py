@@ -3,6 +3,7 @@ limiting goes on locally while Redis is stopped."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import sys
 import time
@@ -86,3 +87,39 @@ def test_two_workers_share_one_redis_limit(procs: ProcessGroup, tmp_path: Path, 
     local = burst(60)
     assert 20 <= local[200] <= 40 and local[200] + local[429] == 60, local
     assert "deciding locally" in gw.log()
+
+
+async def test_pipelined_requests_wait_their_turn_for_redis_and_shadow_mode_admits(
+    gateway: GatewayUnderTest, backends, redis_server: RedisServer
+) -> None:
+    """Three pipelined requests on one connection under a Redis limit of 2 are answered in order (200, 200, 429);
+    a shadow limit on Redis admits everything and counts the would-be refusals."""
+    (b,) = backends(1)
+    strict = simple_route(
+        "strict", "/strict", rate_limit=RateLimit(requests=2, period=3600, key="route", redis=redis_server.url)
+    )
+    shadow = simple_route(
+        "shadow",
+        "/shadow",
+        rate_limit=RateLimit(requests=1, period=3600, key="ip", redis=redis_server.url, shadow=True),
+    )
+    gateway.set([strict, shadow], [b.instance("strict"), b.instance("shadow")])
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+        writer.write(b"".join(b"GET /strict/whoami?i=%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(3)))
+        await writer.drain()
+        statuses = []
+        for _ in range(3):
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            body = await reader.readexactly(length)
+            statuses.append((head.split(b" ")[1], b"i=" in body))
+        writer.close()
+        async with httpx.AsyncClient(base_url=gateway.url) as client:
+            shadowed = [(await client.get("/shadow/whoami")).status_code for _ in range(3)]
+        state = gateway.proxy.table.routes["shadow"].policy.state()
+    finally:
+        await policy.close(gateway.proxy.table)
+    assert statuses == [(b"200", True), (b"200", True), (b"429", False)]
+    assert shadowed == [200] * 3
+    assert (state["rate_limited"], state["rate_limit_shadowed"]) == (0, 2)
