@@ -300,3 +300,18 @@ def test_gateway_url_is_https_when_the_gateway_terminates_tls(tmp_path: Path) ->
     config = load_config(path)
     assert config.gateway_url == "https://127.0.0.1:8443"
     assert config.gateway.tls is not None and config.gateway.tls.cert == str(tmp_path / "c.pem")
+
+
+def test_keys_written_on_off_yes_no_stay_names(tmp_path: Path) -> None:
+    """A key written `on:` (as in `retry.on` and `fallback.on`) is the name "on", not YAML 1.1's boolean."""
+    path = tmp_path / "jishi.yaml"
+    path.write_text(
+        "services:\n  a: {command: sleep 100}\n"
+        "routes:\n  a:\n    prefix: /a\n    service: a\n"
+        "    retry:\n      on: [connect_failure, 503]\n"
+        "    fallback:\n      on: [breaker_open]\n      body: '{}'\n"
+    )
+    config = load_config(path)
+    route = config.routes[0]
+    assert route.retry is not None and route.retry.on == ["connect_failure", "503"]
+    assert route.fallback is not None and route.fallback.on == ["breaker_open"]

@@ -79,8 +79,10 @@ class _Builder:
                     "YAML merge keys (<<) are not supported", file=self.file, line=line, fix="write the keys out"
                 )
             key = self.scalars.construct_object(key_node, deep=True)
-            if not isinstance(key, str | int):
-                key = str(key)
+            if not isinstance(key, str | int) or isinstance(key, bool):
+                # Keys are names: YAML 1.1 would read a key written `on:`, `off:`, `yes:` or `no:` as a boolean
+                # (and `null:` as None), so a key keeps the text it was written as.
+                key = key_node.value
             if key in out:
                 where = dotted((*path, key))
                 raise ConfigError(

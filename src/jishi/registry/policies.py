@@ -140,7 +140,10 @@ class RetryBudgetSpec(_Model):
 
 class RetryPolicy(_Model):
     attempts: int = Field(2, ge=0, le=10)  # retries after the first try (the route's `retries` when absent)
-    on: list[RetryOn] = Field(default_factory=_default_retry_on)
+    # Statuses may be written as numbers: `on: [connect_failure, 503]`.
+    on: list[Annotated[RetryOn, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)]] = Field(
+        default_factory=_default_retry_on
+    )
     non_idempotent: bool = False  # also retry POST/PATCH/... (only when no byte of the response arrived)
     per_try_timeout: Duration | None = Field(None, gt=0)  # the route's read_timeout when absent
     backoff_base: Duration = Field(0.0, ge=0)  # first retry waits up to this (full jitter); 0: at once
