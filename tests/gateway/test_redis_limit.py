@@ -52,7 +52,8 @@ async def test_redis_limit_in_one_proxy_and_local_while_redis_is_down(
 def test_two_workers_share_one_redis_limit(procs: ProcessGroup, tmp_path: Path, redis_server: RedisServer) -> None:
     """`python -m jishi.gateway --workers 2`: 60 requests on fresh connections (spread over both workers) admit
     the shared 20 (a decision Redis is too slow for on a loaded machine is made locally: a little slack); with
-    Redis stopped each worker limits on its own, so at most 2 × 20 of 60 more are admitted."""
+    Redis stopped each worker limits locally with its share (20 / 2 workers), so together they still admit at most
+    the 20 (at least one worker's 10)."""
     backend = start_backend(procs, "b0")
     view = RegistryView()
     limit = RateLimit(requests=20, period=3600, key="route", redis=redis_server.url)
@@ -85,7 +86,7 @@ def test_two_workers_share_one_redis_limit(procs: ProcessGroup, tmp_path: Path, 
     assert 20 <= shared[200] <= 23 and shared[200] + shared[429] == 60, (shared, limiter_log)
     redis_server.stop()
     local = burst(60)
-    assert 20 <= local[200] <= 40 and local[200] + local[429] == 60, local
+    assert 10 <= local[200] <= 20 and local[200] + local[429] == 60, local
     assert "deciding locally" in gw.log()
 
 

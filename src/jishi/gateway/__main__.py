@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                     access_log=args.access_log,
                     reuse_port=True,
                     worker=args.worker_index,
+                    workers=args.workers,
                     tls=tls,
                 )
             )

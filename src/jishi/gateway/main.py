@@ -56,6 +56,7 @@ async def run(
     access_log: Path | None = None,
     reuse_port: bool = False,
     worker: int | None = None,
+    workers: int = 1,
     grace: float = 10.0,
     stop: asyncio.Event | None = None,
     tls: GatewayTLS | None = None,
@@ -73,6 +74,7 @@ async def run(
     scheme = "https" if ssl is not None else "http"
     proxy = Proxy(access_log=AccessLog(access_log) if access_log is not None else None)
     proxy.stats = Stats()
+    proxy.workers = workers  # a Redis rate limit's local fallback gives each worker its share
     started = time.time()
     cp = HttpControlPlane(control_plane)
     suffix = f"-w{worker}" if worker is not None else ""
@@ -171,10 +173,16 @@ def tls_context(tls: GatewayTLS | None) -> ssl_module.SSLContext | None:
 
 
 def _worker_argv(
-    control_plane: str, listen: str, state_dir: Path, index: int, access_log: Path | None, tls: GatewayTLS | None
+    control_plane: str,
+    listen: str,
+    state_dir: Path,
+    index: int,
+    workers: int,
+    access_log: Path | None,
+    tls: GatewayTLS | None,
 ) -> list[str]:
     argv = [sys.executable, "-m", "jishi.gateway", "--control-plane", control_plane, "--listen", listen]
-    argv += ["--state-dir", str(state_dir), "--worker-index", str(index)]
+    argv += ["--state-dir", str(state_dir), "--worker-index", str(index), "--workers", str(workers)]
     if access_log is not None:
         argv += ["--access-log", f"{access_log}.{index}"]
     return argv + tls_argv(tls)
@@ -210,7 +218,7 @@ async def _supervise(
     metrics.clear()
 
     def start(i: int) -> None:
-        procs[i] = subprocess.Popen(_worker_argv(control_plane, listen, state_dir, i, access_log, tls))
+        procs[i] = subprocess.Popen(_worker_argv(control_plane, listen, state_dir, i, workers, access_log, tls))
 
     for i in range(workers):
         start(i)

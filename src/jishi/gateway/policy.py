@@ -52,7 +52,7 @@ _closing: set[asyncio.Task[None]] = set()  # policies of replaced routes being c
 def attach(table: RoutingTable, previous: RoutingTable | None, proxy: Proxy) -> None:
     """Give each route of `table` its policy chain; policies of routes gone or changed are closed."""
     old_routes = previous.routes if previous is not None else {}
-    workers = int(getattr(proxy, "workers", 1) or 1)
+    workers = proxy.workers
     for name, entry in table.routes.items():
         spec: Any = entry.spec
         if spec is None or not any(getattr(spec, s, None) is not None for s in ROUTE_SECTIONS):

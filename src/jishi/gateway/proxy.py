@@ -63,6 +63,7 @@ class Proxy:
         self.loop = asyncio.get_running_loop()
         self.table = RoutingTable()
         self.access_log = access_log
+        self.workers = 1  # gateway processes sharing the port (a Redis limit's local fallback splits by it)
         self.stats: Stats | None = None  # request metrics (`jishi.gateway.stats`); None: not recorded
         # What happened in this gateway (ejections, breaker changes) since the last report to the control plane.
         self.events: deque[EventRecord] = deque(maxlen=1000)
@@ -177,5 +178,6 @@ class Proxy:
         self.pool.close()
         if self._server is not None:
             await self._server.wait_closed()
+        await policy.close(self.table)
         if self.access_log is not None:
             self.access_log.close()
