@@ -13,11 +13,36 @@ and time limits), `tunnel` (Upgrade/WebSocket byte pipes); around them: `proxy` 
 (certificates, SNI), `follower` + `view` + `snapshot` (control plane → routing table, last-known-good file), `main`.
 """
 
-from jishi.gateway.accesslog import AccessLog
-from jishi.gateway.follower import Follower
-from jishi.gateway.main import run, serve
-from jishi.gateway.proxy import Proxy
-from jishi.gateway.tls import server_context
-from jishi.gateway.view import RegistryView
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jishi.gateway.accesslog import AccessLog
+    from jishi.gateway.follower import Follower
+    from jishi.gateway.main import run, serve
+    from jishi.gateway.proxy import Proxy
+    from jishi.gateway.tls import server_context
+    from jishi.gateway.view import RegistryView
 
 __all__ = ["AccessLog", "Follower", "Proxy", "RegistryView", "run", "serve", "server_context"]
+
+# Imported on first use, so a process that needs one small part (the control plane reads `stats` and `admin`)
+# does not load the whole proxy.
+_WHERE = {
+    "AccessLog": "accesslog",
+    "Follower": "follower",
+    "run": "main",
+    "serve": "main",
+    "Proxy": "proxy",
+    "server_context": "tls",
+    "RegistryView": "view",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jishi.gateway' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"jishi.gateway.{module}"), name)
