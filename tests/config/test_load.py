@@ -315,3 +315,54 @@ def test_keys_written_on_off_yes_no_stay_names(tmp_path: Path) -> None:
     route = config.routes[0]
     assert route.retry is not None and route.retry.on == ["connect_failure", "503"]
     assert route.fallback is not None and route.fallback.on == ["breaker_open"]
+
+
+def test_service_policies_are_defaults_for_its_routes(tmp_path: Path) -> None:
+    """`services.<n>.policies` reach every route to that service; a route's own section wins; a route over two
+    services takes none; the access log path is made absolute against the file's folder."""
+    path = tmp_path / "jishi.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            services:
+              a:
+                command: sleep 100
+                policies:
+                  breaker: {failure_rate: 25, minimum_calls: 10}
+                  rate_limit: {requests: 100, period: 1s}
+              b: {command: sleep 100}
+            routes:
+              plain: {prefix: /a, service: a}
+              own:
+                prefix: /own
+                service: a
+                breaker: {failure_rate: 75}
+                access_log: {path: logs/own.jsonl}
+              mixed:
+                prefix: /m
+                backends: [{service: a}, {service: b}]
+            """
+        )
+    )
+    routes = {r.name: r for r in load_config(path).routes}
+    assert routes["plain"].breaker is not None and routes["plain"].breaker.failure_rate == 25
+    assert routes["plain"].rate_limit is not None and routes["plain"].rate_limit.requests == 100
+    assert routes["own"].breaker is not None and routes["own"].breaker.failure_rate == 75
+    assert routes["own"].rate_limit is not None  # what the route does not set still comes from the service
+    assert routes["own"].access_log is not None and routes["own"].access_log.path == str(tmp_path / "logs/own.jsonl")
+    assert routes["mixed"].breaker is None and routes["mixed"].rate_limit is None
+
+
+def test_service_policy_errors_name_the_services_line(tmp_path: Path) -> None:
+    """A bad value in a service's policies is reported at the service's line; a route-only section is refused."""
+    path = tmp_path / "jishi.yaml"
+    path.write_text(
+        "services:\n  a:\n    command: sleep 100\n    policies:\n      breaker: {failure_rate: 500}\n"
+        "      rewrite: {path: /x}\n"
+        "routes:\n  r: {prefix: /a, service: a}\n"
+    )
+    with pytest.raises(ConfigErrors) as caught:
+        load_config(path)
+    text = str(caught.value)
+    assert f"{path}:5: services.a.policies.breaker.failure_rate" in text, text
+    assert f"{path}:6: services.a.policies.rewrite" in text and "belongs to a route" in text, text

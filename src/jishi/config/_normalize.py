@@ -7,6 +7,9 @@
     interval: 500ms          durations: a number of seconds or "250ms", "2s", "1.5m", "1h"
     routes: {name: {...}}    routes as a mapping (the key is the name) or a list of mappings with `name`
     service: catalog         a route's shorthand for `backends: [{service: catalog}]`
+    services.<n>.policies    traffic policies (breaker, rate_limit, lb, ...) for every route whose backends are
+                             all that service; a route's own section wins (`SERVICE_POLICIES` lists them)
+    access_log.path          a route's access log: relative to the file's folder, made absolute
     {python} {gateway} {control_plane} {data_dir} {config_dir}   replaced in commands, env values and cwd
 
 `{port}` is left alone: the agent replaces it with each instance's port. Everything here is a pure function of
@@ -15,6 +18,7 @@ the parsed document; problems found are returned, not raised, so one run reports
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
 from dataclasses import dataclass
@@ -31,6 +35,20 @@ SERVICE_DURATIONS = ("drain_seconds", "stop_timeout", "lease_ttl")
 CHECK_DURATIONS = ("interval", "timeout", "deregister_critical_after")
 RESTART_DURATIONS = ("initial_delay", "max_delay", "reset_after")
 ROUTE_DURATIONS = ("connect_timeout", "read_timeout")
+# The route policy sections a service may set for the routes that lead to it. Rewrites and access logs are a
+# route's own business, so they stay on routes.
+SERVICE_POLICIES = (
+    "lb",
+    "health_check",
+    "outlier",
+    "retry",
+    "timeout",
+    "rate_limit",
+    "concurrency",
+    "bulkhead",
+    "breaker",
+    "fallback",
+)
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
 DURATION_FIX = 'write seconds as a number, or a string like "500ms", "2s", "1m"'
@@ -61,6 +79,8 @@ class Normalized:
     document: dict[str, Any]
     aliases: Aliases
     problems: list[Problem]
+    # service name → its `policies:` mapping and where it was written
+    service_policies: dict[str, tuple[dict[str, Any], Path]] = dataclasses.field(default_factory=dict)
 
 
 def normalize(raw: Any, config_dir: FsPath, overrides: Overrides, python: str) -> Normalized:
@@ -101,7 +121,7 @@ def normalize(raw: Any, config_dir: FsPath, overrides: Overrides, python: str) -
     if "services" in doc:
         doc["services"] = _services(doc["services"], config_dir, places, out)
     if "routes" in doc:
-        doc["routes"] = _routes(doc["routes"], out)
+        doc["routes"] = _routes(doc["routes"], config_dir, out)
     out.document = doc
     return out
 
@@ -168,6 +188,7 @@ def _services(raw: Any, config_dir: FsPath, places: dict[str, str], out: Normali
         elif spec["name"] != name:
             out.problems.append(Problem((*at, "name"), f"differs from the key {name!r}", "remove `name:`"))
         _command(spec, at, places, out)
+        _service_policies(spec, name, at, out)
         if isinstance(spec.get("env"), dict):
             spec["env"] = {k: _substitute(_text(v), places) for k, v in spec["env"].items()}
         if spec.get("cwd") is None:
@@ -220,7 +241,47 @@ def _durations(body: dict[str, Any], fields: tuple[str, ...], at: Path, out: Nor
             body[field] = 1.0  # keep validating the rest
 
 
-def _routes(raw: Any, out: Normalized) -> Any:
+def _service_policies(spec: dict[str, Any], name: Any, at: Path, out: Normalized) -> None:
+    """Take `policies:` off a service (it is not part of the service record) and keep it for its routes."""
+    if "policies" not in spec:
+        return
+    policies = spec.pop("policies")
+    where: Path = (*at, "policies")
+    if policies is None:
+        return
+    if not isinstance(policies, dict):
+        fix = "write `breaker: {...}` lines under it"
+        out.problems.append(Problem(where, f"must be a mapping, got {policies!r}", fix))
+        return
+    for key in policies:
+        if key not in SERVICE_POLICIES:
+            fix = f"use one of: {', '.join(SERVICE_POLICIES)}"
+            if key in ("rewrite", "access_log"):
+                fix = f"set `{key}` on the route instead: it belongs to a route"
+            out.problems.append(Problem((*where, key), "is not a policy a service can set", fix))
+    if isinstance(name, str):
+        out.service_policies[name] = ({k: v for k, v in policies.items() if k in SERVICE_POLICIES}, where)
+
+
+def _inherit(route: dict[str, Any], index: int, out: Normalized) -> None:
+    """A route whose backends are all one service takes that service's policies it does not set itself."""
+    backends = route.get("backends")
+    if not isinstance(backends, list):
+        return
+    names = {b.get("service") for b in backends if isinstance(b, dict)}
+    if len(names) != 1:
+        return
+    found = out.service_policies.get(str(next(iter(names))))
+    if found is None:
+        return
+    policies, where = found
+    for key, value in policies.items():
+        if key not in route:
+            route[key] = value
+            out.aliases[("routes", index, key)] = (*where, key)
+
+
+def _routes(raw: Any, config_dir: FsPath, out: Normalized) -> Any:
     if raw is None:
         return []
     if isinstance(raw, dict):
@@ -255,5 +316,9 @@ def _routes(raw: Any, out: Normalized) -> Any:
             out.aliases[("routes", index, "backends", 0, "service")] = (*at, "service")
             out.aliases[("routes", index, "backends", 0)] = (*at, "service")
         _durations(route, ROUTE_DURATIONS, at, out)
+        _inherit(route, index, out)
+        log = route.get("access_log")
+        if isinstance(log, dict) and isinstance(log.get("path"), str):
+            route["access_log"] = {**log, "path": str(_resolve(log["path"], config_dir))}
         routes.append(route)
     return routes
