@@ -98,3 +98,20 @@ def test_status_colours_health_and_counts():
     ansi = console.export_text(styles=True)
     assert "\x1b[31mcritical" in ansi and "\x1b[32mpassing" in ansi  # red, green
     assert re.search(r"\x1b\[[0-9;]*33m1/3", ansi)  # yellow: the service's in-rotation count, in its title
+
+
+def test_status_view_lists_firing_alerts_first():
+    """With alerts known, the view ends with them, firing (red) before pending, with labels and age; none → a line."""
+    alerts = [
+        {"name": "HighErrorRate", "state": "pending", "since": NOW - 30, "labels": {"route": "api"}, "message": "m1"},
+        {"name": "NoHealthyInstance", "state": "firing", "since": NOW - 125, "labels": {"service": "api"},
+         "message": "api has no healthy instance"},
+    ]  # fmt: skip
+    console = Console(width=200, record=True)
+    console.print(status_view(cluster(), NOW, alerts))
+    text = console.export_text()
+    assert text.index("NoHealthyInstance") < text.index("HighErrorRate")
+    assert "service=api" in text and "2m05s" in text and "api has no healthy instance" in text
+    quiet = Console(width=200, record=True)
+    quiet.print(status_view(cluster(), NOW, []))
+    assert "no alerts firing" in quiet.export_text()

@@ -21,7 +21,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -31,6 +31,7 @@ from jishi.cli._console import EXIT_CONFIG, call, config_failed, fail, out
 from jishi.cli.status import route_rows, routes_table, status_json, status_view
 from jishi.config import Overrides, ProjectConfig, load_config
 from jishi.errors import ConfigError
+from jishi.registry import ClusterStatus
 
 __all__ = ["app", "main"]
 
@@ -111,12 +112,16 @@ def validate(file: FileOpt = Path("jishi.yaml"), as_json: JsonOpt = False) -> No
 
 @app.command()
 def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """Services and their instances (health, pid, restarts, uptime), routes, gateways and agents."""
-    result = call(_url(ctx), lambda cp: cp.status())
+    """Services and their instances (health, pid, restarts, uptime), routes, gateways, agents and alerts."""
+
+    async def both(cp: HttpControlPlane) -> tuple[ClusterStatus, list[dict[str, Any]]]:
+        return await cp.status(), list((await cp.alerts()).get("alerts", []))
+
+    result, alerts = call(_url(ctx), both)
     if as_json:
-        out.print(json.dumps(status_json(result), indent=2), markup=False)
+        out.print(json.dumps({**status_json(result), "alerts": alerts}, indent=2), markup=False)
     else:
-        out.print(status_view(result, time.time()))
+        out.print(status_view(result, time.time(), alerts))
 
 
 @app.command()
@@ -174,6 +179,7 @@ def gateway(
     access_log: Annotated[Path | None, typer.Option(help="JSON-lines access log file")] = None,
     tls_cert: Annotated[str | None, typer.Option(help="PEM certificate: serve HTTPS (with --tls-key)")] = None,
     tls_key: Annotated[str | None, typer.Option(help="PEM private key of --tls-cert")] = None,
+    admin_listen: Annotated[str | None, typer.Option(help="HOST:PORT for /metrics and /healthz")] = None,
     log_level: LogLevel = "INFO",
 ) -> None:
     """Run the gateway (HTTP reverse proxy following the control plane) in the foreground."""
@@ -185,7 +191,7 @@ def gateway(
     tls = GatewayTLS(cert=tls_cert, key=tls_key) if tls_cert and tls_key else None
     _logging(log_level)
     try:
-        serve(_url(ctx), listen, state_dir, workers, access_log, tls)
+        serve(_url(ctx), listen, state_dir, workers, access_log, tls, admin_listen=admin_listen)
     except ConfigError as exc:
         fail(str(exc), EXIT_CONFIG)
 
@@ -195,13 +201,14 @@ def agent(
     ctx: typer.Context,
     data_dir: Annotated[Path, typer.Option(help="agent id and instance logs")] = Path(".jishi/agent"),
     agent_id: Annotated[str | None, typer.Option(help="stable id of this agent")] = None,
+    metrics_listen: Annotated[str | None, typer.Option(help="HOST:PORT for the agent's /metrics")] = None,
     log_level: LogLevel = "INFO",
 ) -> None:
     """Run an agent (starts, checks and restarts service instances) in the foreground."""
     from jishi.agent.main import serve
 
     _logging(log_level)
-    serve(_url(ctx), data_dir, agent_id)
+    serve(_url(ctx), data_dir, agent_id, metrics_listen=metrics_listen)
 
 
 def main() -> None:

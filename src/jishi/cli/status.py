@@ -126,8 +126,30 @@ def summary_line(status: ClusterStatus) -> Text:
     return line
 
 
-def status_view(status: ClusterStatus, now: float) -> Group:
-    """A summary line, services → instances, then routes, then gateways and agents, as rich renderables."""
+def alerts_table(alerts: list[dict[str, Any]], now: float) -> Table | Text:
+    """Pending and firing alerts (from `GET /v1/alerts`), firing first; a dim line when there are none."""
+    if not alerts:
+        return Text("no alerts firing", style="dim green")
+    table = Table(title="[bold]alerts[/]", title_justify="left")
+    for column in ("state", "alert", "labels", "since", "message"):
+        table.add_column(column)
+    for alert in sorted(alerts, key=lambda a: (a.get("state") != "firing", str(a.get("name")))):
+        state = str(alert.get("state", "?"))
+        labels = ", ".join(f"{k}={v}" for k, v in sorted((alert.get("labels") or {}).items()) if k != "alertname")
+        since = alert.get("since")
+        table.add_row(
+            Text(state, style="bold red" if state == "firing" else "yellow"),
+            str(alert.get("name", "?")),
+            labels,
+            format_duration(now - float(since)) if isinstance(since, int | float) else "-",
+            str(alert.get("message", "")),
+        )
+    return table
+
+
+def status_view(status: ClusterStatus, now: float, alerts: list[dict[str, Any]] | None = None) -> Group:
+    """A summary line, services → instances, then routes, then gateways and agents, then alerts (when known), as
+    rich renderables."""
     parts: list[Any] = [summary_line(status)]
     by_service: dict[str, list[Instance]] = {}
     for inst in status.instances:
@@ -169,6 +191,8 @@ def status_view(status: ClusterStatus, now: float) -> Group:
     if not status.gateways:
         members.add_row(Text("gateway", style="red"), Text("none running", style="red"), "", "", "")
     parts.append(members)
+    if alerts is not None:
+        parts.append(alerts_table(alerts, now))
     return Group(*parts)
 
 
