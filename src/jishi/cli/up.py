@@ -197,6 +197,7 @@ class Platform:
         out.print(f"  gateway        {c.gateway_url}")
         out.print(f"  control plane  {c.control_plane_url}   (API docs {c.control_plane_url}/docs)")
         out.print(f"  openapi        {c.control_plane_url}/openapi.json")
+        out.print(f"  dashboard      {c.control_plane_url}/ui/")
         gateway_metrics, agent_metrics = listen_url(self.admin_listen), listen_url(self.agent_metrics_listen)
         out.print(f"  metrics        {gateway_metrics}/metrics (gateway), {agent_metrics}/metrics (agent)")
         out.print(f"  logs           {c.data_dir / 'logs'}")
