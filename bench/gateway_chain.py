@@ -1,6 +1,6 @@
 """Microbenchmark: what each section of a route's policy chain costs the gateway per request, in Python.
 
-    uv run python bench/gateway_chain.py [--requests 20000] [--repeat 7]
+    uv run python bench/gateway_chain.py [--requests 20000] [--repeat 7] [--only bare,lb,...]
 
 The in-memory harness of `bench/gateway_micro.py` (real `ClientConnection`s and pooled `UpstreamConnection`s
 over fake transports, no sockets, no kernel) runs one proxy per configuration, each with the same one route
@@ -113,7 +113,9 @@ def timed(proxy: Proxy, clients: list[ClientConnection], sink: list[Any], n: int
 async def main_async(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="jishi-chain-") as tmp:
         setups = {}
-        for name, sections in CONFIGS.items():
+        wanted = {"bare", *args.only.split(",")} if args.only else set(CONFIGS)
+        configs = {name: sections for name, sections in CONFIGS.items() if name in wanted}
+        for name, sections in configs.items():
             route = route_for(sections, Path(tmp) / f"access-{name}.log")
             setups[name] = build(route, "metrics" in sections)
             timed(*setups[name], 2000)  # warm-up, and a check that responses come back
@@ -121,7 +123,7 @@ async def main_async(args: argparse.Namespace) -> int:
             if answered < 2000 * len(RESPONSES["hello"]) // 2:
                 print(f"{name}: the proxy did not answer the warm-up requests", file=sys.stderr)
                 return 1
-        best = {name: float("inf") for name in CONFIGS}
+        best = {name: float("inf") for name in configs}
         for _ in range(args.repeat):
             for name, setup in setups.items():
                 best[name] = min(best[name], timed(*setup, args.requests))
@@ -142,6 +144,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=20_000)
     ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--only", default="", help=f"configurations to run besides bare: {','.join(CONFIGS)}")
     args = ap.parse_args()
     return uvloop.run(main_async(args))
 

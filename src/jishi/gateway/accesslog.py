@@ -68,31 +68,29 @@ class AccessLog:
             return
         entries, self._buffer = self._buffer, []
         wall = time.time() - time.monotonic()  # the loop's clock is monotonic: this turns it into wall time
+        # Quoted forms are cached for the batch (at most `max_buffer` lines, so the
+        # cache is bounded): clients, methods, paths and upstreams repeat, and quoting is
+        # the dearest part of a line after the number formatting.
+        quoted: dict[bytes, bytes] = {}
         upstreams: dict[Peer | None, bytes] = {None: b'""'}
-        clients: dict[bytes, bytes] = {}
+        line = _LINE
         lines = []
+        append = lines.append
         for now, t0, client, method, url, status, size, peer, tries in entries:
             upstream = upstreams.get(peer)
             if upstream is None:
                 assert peer is not None
                 upstream = upstreams[peer] = _json_str(b"%s:%d" % (peer.address.encode(), peer.port))
-            quoted = clients.get(client)
-            if quoted is None:
-                quoted = clients[client] = _json_str(client)
-            lines.append(
-                _LINE
-                % (
-                    now + wall,
-                    quoted,
-                    _json_str(method),
-                    _json_str(url),
-                    status,
-                    size,
-                    upstream,
-                    (now - t0) * 1000,
-                    tries,
-                )
-            )
+            q_client = quoted.get(client)
+            if q_client is None:
+                q_client = quoted[client] = _json_str(client)
+            q_method = quoted.get(method)
+            if q_method is None:
+                q_method = quoted[method] = _json_str(method)
+            q_url = quoted.get(url)
+            if q_url is None:
+                q_url = quoted[url] = _json_str(url)
+            append(line % (now + wall, q_client, q_method, q_url, status, size, upstream, (now - t0) * 1000, tries))
         try:
             self._file.write(b"".join(lines))
             self._file.flush()
