@@ -20,8 +20,9 @@
 Built-in rules (`BUILTIN_RULES`, on unless `builtin_rules: false`; a rule of the same name replaces one):
 - NoHealthyInstance — a service that should run instances has none in rotation for 10 s;
 - InstanceFlapping — a service's instances restarted more than 3 times in 5 minutes;
-- HighErrorRate, HighLatencyP99 — on the gateway's `error_ratio` and `latency_p99_seconds` per route. No
-  metric source provides these yet: until one does, the evaluator reports both rules as inactive.
+- HighErrorRate, HighLatencyP99 — on the gateway's `error_ratio` and `latency_p99_seconds` per route, which
+  the control plane reads from the gateways' reports (`jishi.alerting.StatsSource` over `/v1/stats`); with no
+  gateway reporting, the evaluator reports both rules as inactive.
 """
 
 from __future__ import annotations

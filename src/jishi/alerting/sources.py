@@ -2,7 +2,7 @@
 
 A source answers, for the metric names asked, every series it has (label set → value) and leaves out the
 names it does not know. The evaluator asks its sources in order; the first that knows a name answers for it.
-The metrics layer (Prometheus-style counters and histograms) will be one more source behind this seam.
+Two sources exist: the registry's counts and the gateways' request stats.
 
 `RegistrySource` reads the control plane (any `ControlPlane`: the in-process `Registry` or the HTTP client):
 
