@@ -63,10 +63,11 @@ class SmoothPicker(PickerBase):
         self, now: float, rng: Rng, key: bytes | None = None, exclude: Collection[Endpoint] | None = None
     ) -> Endpoint | None:
         """The next candidate in smooth weighted round-robin order; None if there is none. `key` is ignored."""
-        cands = self.peers.select(exclude).candidates
+        peers = self.peers
+        cands = peers.select(exclude).candidates if exclude else peers.candidates
         if not cands:
             return None
-        weights = self.peers.weights(cands, now)
+        weights = None if not exclude and now >= peers.even_after else peers.weights(cands, now)
         if weights is None and not exclude:
             if cands is not self._cands:
                 self._cands, self._next = cands, 0

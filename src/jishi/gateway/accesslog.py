@@ -74,7 +74,7 @@ class AccessLog:
         quoted: dict[bytes, bytes] = {}
         upstreams: dict[Peer | None, bytes] = {None: b'""'}
         line = _LINE
-        lines = []
+        lines: list[bytes] = []
         append = lines.append
         for now, t0, client, method, url, status, size, peer, tries in entries:
             upstream = upstreams.get(peer)

@@ -113,15 +113,14 @@ def end(client: ClientConnection, ex: Exchange, status: int) -> None:
     assert route is not None and peer is not None
     lb: PeerGroup | None = route.lb
     if lb is not None:
-        if lb.outlier is None or not status:
+        outlier = lb.outlier
+        if lb.counts_only and (outlier is None or status < 500):
+            # the usual case: in-flight count and (for a success) the outlier detector's counters; no clock read
             ep = peer.endpoint
-            if ep is not None:
-                if lb.counts_only:
-                    if ep.active > 0:
-                        ep.active -= 1
-                else:
-                    now = client.loop.time()
-                    lb.picker.on_finish(ep, now, now - ex.try_start)
+            if ep is not None and ep.active > 0:
+                ep.active -= 1
+            if status and outlier is not None:
+                outlier.success(peer.key)
         else:
             now = client.loop.time()
             changes = lb.finished(peer, now, now - ex.try_start, status)

@@ -79,7 +79,12 @@ def proceed(client: ClientConnection, ex: Exchange, now: float) -> None:
     if tracked:
         if route.total_timeout:
             ex.deadline = now + route.total_timeout
-        peer = balancing.pick(client, ex, route, now)
+        lb = route.lb
+        if lb is not None and route.hash_on is None:  # balancing.pick without a hash key, one call fewer
+            ep = lb.picker.pick(now, client.proxy.rng)
+            peer = None if ep is None else ep.target
+        else:
+            peer = balancing.pick(client, ex, route, now)
     else:
         peer = route.balancer.pick(now)
     if peer is None:

@@ -48,6 +48,22 @@ def test_a_success_resets_the_run_of_errors() -> None:
     assert _fail(od, "p1", 4, 1.0) == [] and not od.is_ejected("p1")
 
 
+def test_success_counts_like_a_successful_result() -> None:
+    """`success` resets the run of errors and counts towards the success rate, as `on_result` with a 200 does."""
+    cfg = OutlierConfig(success_rate_minimum_hosts=2, success_rate_request_volume=10, success_rate_stdev_factor=0.5)
+    od = OutlierDetector(cfg, ["a", "b", "c"], now=0.0)
+    _fail(od, "a", 4, 1.0)
+    od.success("a")
+    assert _fail(od, "a", 4, 1.0) == [] and not od.is_ejected("a")
+    for _ in range(10):
+        od.success("b")
+        od.success("c")
+    od.success("a")
+    od.success("unknown")  # a peer the detector does not watch is ignored
+    # a: 2 successes in 10 results, b and c: all successes; the interval's end ejects a for its success rate
+    assert od.tick(10.0) == [Change("a", True, Reason.SUCCESS_RATE, 10.0, 40.0)]
+
+
 def test_second_ejection_lasts_twice_the_base_time() -> None:
     """Ejected at 0 for 30 s, back at 30, ejected again at 35 for 60 s, back at 95."""
     cfg = OutlierConfig(interval=1000.0)

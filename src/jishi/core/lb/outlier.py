@@ -5,7 +5,8 @@ Theory of operation
 Active health checks ask a peer whether it is well; outlier detection watches the answers it gives to real
 requests. The shell reports every result with `on_result(peer, outcome, now)` — an `Outcome`, or an HTTP status
 that `classify` turns into one (a connect failure, reset or timeout is reported as 502/503/504: a *gateway
-error*). Three detectors, as in Envoy:
+error*); `success(peer)` records a success with counters only (the hot path's usual case). Three detectors, as
+in Envoy:
 
 * **consecutive 5xx**: `consecutive_5xx` server errors in a row (gateway errors count too) eject the peer
   at once; any success (status < 500) resets the run.
@@ -159,6 +160,13 @@ class OutlierDetector(Generic[K]):
         """When `tick` next has work: the earliest end of an ejection or the end of the interval."""
         ends = [h.ejected_until for h in self._hosts.values() if h.ejected_until is not None]
         return min([self.next_interval, *ends])
+
+    def success(self, peer: K) -> None:
+        """Record one successful result (status < 500) of `peer`: `on_result` for a success, counters only."""
+        host = self._hosts.get(peer)
+        if host is not None:
+            host.requests += 1
+            host.consecutive_5xx = host.consecutive_gateway = 0
 
     def on_result(self, peer: K, outcome: Outcome | int, now: float) -> list[Change[K]]:
         """Record one result of a request to `peer`; the ejection it caused, if any."""

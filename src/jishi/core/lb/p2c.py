@@ -38,13 +38,21 @@ class P2CPicker(PickerBase):
         self, now: float, rng: Rng, key: bytes | None = None, exclude: Collection[Endpoint] | None = None
     ) -> Endpoint | None:
         """The better of two random candidates; None if the set has none for this request. `key` is ignored."""
-        cands = self.peers.select(exclude).candidates
+        peers = self.peers
+        cands = peers.select(exclude).candidates if exclude else peers.candidates
         n = len(cands)
         if n < 2:
             return cands[0] if n else None
-        i, j = two_distinct(n, rng)
+        # two_distinct, inlined: this is the hot path of every least-request pick
+        random = rng.random
+        i = int(random() * n)
+        j = int(random() * (n - 1))
+        if j >= i:
+            j += 1
         a, b = cands[i], cands[j]
-        weights = self.peers.weights(cands, now)
+        if not exclude and now >= peers.even_after:
+            return b if b.active < a.active else a
+        weights = peers.weights(cands, now)
         if weights is None:
             return b if b.active < a.active else a
         return b if (b.active + 1) / weights[j] < (a.active + 1) / weights[i] else a

@@ -13,12 +13,13 @@ state all policies share, as plain slots so the hot path reads attributes and no
 
 The set answers one question per pick: which peers may be chosen (`select`: the panic threshold and backup tier
 rules of `panic.py`, minus the peers this request excludes). With nothing excluded the answer is cached and
-recomputed only when health changes, so a pick costs a lookup, not a scan. `weights(now)` gives the effective
-weights of the candidates (slow start applied), or None when they are all equal, which lets a picker take the
-fast unweighted path; `cumulative(now)` gives their running sums. While a ramp is on, the weights of the
-cached candidates are kept for the last `now` seen, so picks that share a timestamp share the work. `version`
-grows with every change, so pickers can cache what they derive (rings, tables, allowed sets). A new `PeerSet`
-built with `previous=` keeps the state of endpoints with the same key.
+recomputed only when health changes, so a pick costs a lookup, not a scan (`candidates`, with `even_after`
+the time from which their weights are all equal: the two attributes a picker's fast path reads). `weights(now)`
+gives the effective weights of the candidates (slow start applied), or None when they are all equal, which lets
+a picker take the fast unweighted path; `cumulative(now)` gives their running sums. While a ramp is on, the
+weights of the cached candidates are kept for the last `now` seen, so picks that share a timestamp share the
+work. `version` grows with every change, so pickers can cache what they derive (rings, tables, allowed sets). A
+new `PeerSet` built with `previous=` keeps the state of endpoints with the same key.
 """
 
 from __future__ import annotations
@@ -77,7 +78,9 @@ class PeerSet:
         "_selection",
         "_weights",
         "backup",
+        "candidates",
         "endpoints",
+        "even_after",
         "panic_threshold",
         "primary",
         "slow_start",
@@ -86,6 +89,8 @@ class PeerSet:
 
     _ramp_at: tuple[float, list[float] | None, list[float] | None]  # (now, weights, running sums) while ramping
     _ramp_end: float
+    candidates: tuple[Endpoint, ...]  # the candidates of a pick that excludes nothing (`select().candidates`)
+    even_after: float  # from this time on `weights(candidates, now)` is None (all equal, no ramp); inf: never
     _weights: list[float] | None
     _cumulative: list[float] | None
 
@@ -191,6 +196,8 @@ class PeerSet:
             self._ramp_end = float("-inf")
         else:
             self._ramp_end = max(ep.since for ep in self.endpoints) + ramp.window
+        self.candidates = cands
+        self.even_after = self._ramp_end if self._weights is None else float("inf")
 
 
 class PickerBase:
