@@ -10,6 +10,7 @@
     services.<n>.policies    traffic policies (breaker, rate_limit, lb, ...) for every route whose backends are
                              all that service; a route's own section wins (`SERVICE_POLICIES` lists them)
     access_log.path          a route's access log: relative to the file's folder, made absolute
+    upstream_tls.ca/cert/key relative to the file's folder, made absolute (routes and services.<n>.policies)
     {python} {gateway} {control_plane} {data_dir} {config_dir}   replaced in commands, env values and cwd
 
 `{port}` is left alone: the agent replaces it with each instance's port. Everything here is a pure function of
@@ -48,6 +49,7 @@ SERVICE_POLICIES = (
     "bulkhead",
     "breaker",
     "fallback",
+    "upstream_tls",
 )
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
@@ -320,5 +322,11 @@ def _routes(raw: Any, config_dir: FsPath, out: Normalized) -> Any:
         log = route.get("access_log")
         if isinstance(log, dict) and isinstance(log.get("path"), str):
             route["access_log"] = {**log, "path": str(_resolve(log["path"], config_dir))}
+        tls = route.get("upstream_tls")
+        if isinstance(tls, dict):
+            route["upstream_tls"] = {
+                k: str(_resolve(v, config_dir)) if k in ("ca", "cert", "key") and isinstance(v, str) else v
+                for k, v in tls.items()
+            }
         routes.append(route)
     return routes

@@ -124,6 +124,7 @@ class RouteEntry:
     retries: int
     balancer: Balancer
     spec: RouteLike | None = None  # the route record it was built from (its policy sections)
+    upstream_tls: Any = None  # the route's `UpstreamTLS` section: connections to its peers speak TLS
     # The gateway's per-route policy chain (`jishi.gateway.policy.RoutePolicy`), attached after the build and
     # carried over to the next table while the route record is unchanged; None: no policy on the route.
     policy: Any = None
@@ -301,6 +302,7 @@ class RoutingTable:
                     read_timeout=(rules.per_try_timeout if rules and rules.per_try_timeout else route.read_timeout),
                     retries=rules.attempts if rules is not None else route.retries,
                     spec=route,
+                    upstream_tls=getattr(route, "upstream_tls", None),
                     balancer=Balancer(
                         unique, fail_timeout=fail_timeout, previous=old.balancer if old is not None else None
                     ),

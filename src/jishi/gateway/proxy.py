@@ -116,8 +116,14 @@ class Proxy:
     def connect(
         self, addr: tuple[str, int], timeout: float, client: ClientConnection, ex: Exchange, peer: Peer
     ) -> None:
-        """Open a connection to `addr` for `ex`; `dispatch.connected(client, ...)` is called with the outcome."""
-        task = self.loop.create_task(self.pool.open(addr, timeout))
+        """Open a connection to `addr` for `ex` (over TLS when its route says so); `dispatch.connected(client, ...)`
+        is called with the outcome."""
+        route = ex.route
+        tls = route.upstream_tls if route is not None else None
+        if tls is None:
+            task = self.loop.create_task(self.pool.open(addr, timeout))
+        else:
+            task = self.loop.create_task(self.pool.open_tls(addr, timeout, tls))
         self._connects.add(task)
 
         def done(t: asyncio.Task[UpstreamConnection]) -> None:

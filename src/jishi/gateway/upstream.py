@@ -28,9 +28,11 @@ from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 from jishi.core.retry import Failure
 from jishi.gateway import balancing, failover, relay, tunnel
 from jishi.gateway.headers import FORWARD, LENGTH, RESPONSE_ACTIONS, TE, response_action
+from jishi.gateway.upstream_tls import client_context, server_name
 
 if TYPE_CHECKING:
     from jishi.gateway.downstream import ClientConnection
+    from jishi.registry.policies import UpstreamTLS
 
 __all__ = ["Pool", "UpstreamConnection"]
 
@@ -315,6 +317,20 @@ class Pool:
         """A new connection to `addr`; OSError or TimeoutError if it cannot be made within `connect_timeout`."""
         async with asyncio.timeout(connect_timeout):
             _, proto = await self.loop.create_connection(lambda: UpstreamConnection(self, addr), addr[0], addr[1])
+        return proto
+
+    async def open_tls(self, addr: tuple[str, int], connect_timeout: float, spec: UpstreamTLS) -> UpstreamConnection:
+        """`open` over TLS (`jishi.gateway.upstream_tls`): the handshake is part of the connect timeout; a
+        certificate that does not verify is a connect failure (ssl.SSLError is an OSError)."""
+        ctx = client_context(spec)
+        async with asyncio.timeout(connect_timeout):
+            _, proto = await self.loop.create_connection(
+                lambda: UpstreamConnection(self, addr),
+                addr[0],
+                addr[1],
+                ssl=ctx,
+                server_hostname=server_name(spec, addr[0]),
+            )
         return proto
 
     def sweep(self) -> int:

@@ -36,6 +36,7 @@ from jishi.registry.policies import (
     RateLimit,
     RetryPolicy,
     Rewrite,
+    UpstreamTLS,
 )
 
 PREFIX = "/jishi/"
@@ -151,6 +152,7 @@ class Route(_Model):
     bulkhead: BulkheadPolicy | None = None
     breaker: BreakerPolicy | None = None
     fallback: Fallback | None = None
+    upstream_tls: UpstreamTLS | None = None
 
 
 class EventRecord(_Model):

@@ -19,6 +19,7 @@ first) — the same order as `docs/configuration.md` documents:
     concurrency      AdaptiveConcurrency AIMD / gradient limit that sheds load
     breaker          BreakerPolicy       resilience4j-style breaker over the route's outcomes
     fallback         Fallback            the degraded answer sent instead of an error
+    upstream_tls     UpstreamTLS         talk TLS to the instances (verify against a CA, SNI, client certificate)
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ __all__ = [
     "RetryBudgetSpec",
     "RetryPolicy",
     "Rewrite",
+    "UpstreamTLS",
     "parse_duration",
 ]
 
@@ -224,3 +226,20 @@ class Fallback(_Model):
     body: str = ""
     content_type: str = "application/json"
     on: list[FallbackOn] = Field(default_factory=_default_fallback_on)
+
+
+class UpstreamTLS(_Model):
+    """TLS from the gateway to the instances (an instance's port speaks TLS or it does not: give every route to a
+    service the same setting, e.g. in `services.<name>.policies`)."""
+
+    ca: str | None = None  # PEM file of the CA(s) that sign the instances' certificates; None: the system's
+    verify: bool = True  # check the certificate chain and name; false only for testing
+    server_name: str | None = None  # SNI and the name checked; None: the instance's address
+    cert: str | None = None  # client certificate (mutual TLS), with `key`
+    key: str | None = None
+
+    @model_validator(mode="after")
+    def _cert_with_key(self) -> UpstreamTLS:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("a client certificate needs both `cert` and `key`")
+        return self
