@@ -22,8 +22,6 @@ seam they have for it); `stop()` puts the original back.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING
@@ -34,6 +32,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from jishi.agent import supervisor as supervisor_module
 from jishi.config.listen import parse_listen
 from jishi.core.health import Outcome
+from jishi.metrics_listener import MetricsListener
 from jishi.registry.model import Health, HealthCheckSpec
 
 if TYPE_CHECKING:
@@ -41,9 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AgentMetrics", "serve_metrics"]
 
-log = logging.getLogger(__name__)
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PROBE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _SEAM = "probe"  # the name the slot supervisors call their health probe by
 Probe = Callable[[HealthCheckSpec, str, int], Awaitable[tuple[Outcome, str]]]
@@ -65,7 +62,7 @@ class AgentMetrics:
             registry=None,
         )
         self._original: Probe | None = None
-        self._server: asyncio.Server | None = None
+        self._listener = MetricsListener(self.render, "agent metrics")
 
     # --- probes
     def observe_probes(self) -> None:
@@ -124,40 +121,14 @@ class AgentMetrics:
 
     # --- listener
     async def start(self, host: str, port: int) -> int:
-        """Serve GET /metrics on host:port (0: any free port); returns the bound port."""
-        self._server = await asyncio.start_server(self._handle, host, port)
-        bound = int(self._server.sockets[0].getsockname()[1])
-        log.info("agent metrics on http://%s:%d/metrics", host, bound)
-        return bound
+        """Serve GET /metrics (and /healthz) on host:port (0: any free port); returns the bound port."""
+        return await self._listener.start(host, port)
 
     async def stop(self) -> None:
         if self._original is not None:
             setattr(supervisor_module, _SEAM, self._original)
             self._original = None
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            async with asyncio.timeout(5.0):
-                head = await reader.readuntil(b"\r\n\r\n")
-                parts = head.split(b"\r\n", 1)[0].split()
-                if len(parts) >= 2 and parts[0] == b"GET" and parts[1].split(b"?")[0] == b"/metrics":
-                    status, ctype, body = "200 OK", CONTENT_TYPE, self.render()
-                else:
-                    status, ctype = "404 Not Found", "application/json"
-                    body = b'{"error": {"code": "not_found", "message": "the agent serves GET /metrics only"}}'
-                head_out = f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                writer.write(head_out.encode() + b"Connection: close\r\n\r\n" + body)
-                await writer.drain()
-        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError) as exc:
-            log.debug("agent metrics connection dropped: %s", exc)
-        except Exception:
-            log.exception("the agent metrics listener failed to answer")
-        finally:
-            writer.close()
+        await self._listener.stop()
 
 
 async def serve_metrics(agent: Agent, listen: str) -> AgentMetrics:

@@ -7,7 +7,7 @@
 
 It is deliberately not the proxy: a scrape never competes with traffic for a route, and a gateway without
 `--admin-listen` opens no second port. Each request is answered once and the connection closed (HTTP/1.1 with
-`Connection: close`); anything but GET /metrics and GET /healthz gets a JSON error.
+`Connection: close`); anything but GET /metrics and GET /healthz gets a JSON error (`jishi.metrics_listener`).
 
 `families(report)` turns a report into Prometheus metric families; the control plane uses it too, on the sum of
 its gateways' reports, so a metric has the same name and labels wherever it is scraped:
@@ -24,9 +24,6 @@ its gateways' reports, so a metric has the same name and labels wherever it is s
 
 from __future__ import annotations
 
-import asyncio
-import json
-import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -34,14 +31,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from jishi.gateway.stats import B0, BOUNDS, BREAKER_STATES, CLASSES, SUM, service_of
+from jishi.metrics_listener import MetricsListener
 
 __all__ = ["AdminServer", "families", "render"]
 
-log = logging.getLogger(__name__)
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LE = [str(b) for b in BOUNDS] + ["+Inf"]
-_HEAD_LIMIT = 8192
 
 
 def _class_label(index: int) -> str:
@@ -146,59 +141,9 @@ def render(source: Callable[[], dict[str, Any]]) -> bytes:
     return generate_latest(registry)
 
 
-class AdminServer:
-    """GET /metrics and GET /healthz on their own listener; see the module doc."""
+class AdminServer(MetricsListener):
+    """GET /metrics (the report of `source`) and GET /healthz on their own listener; see the module doc."""
 
     def __init__(self, source: Callable[[], dict[str, Any]], *, timeout: float = 5.0) -> None:
+        super().__init__(lambda: render(source), "gateway admin (metrics)", timeout=timeout)
         self.source = source
-        self.timeout = timeout
-        self._server: asyncio.Server | None = None
-
-    async def start(self, host: str, port: int) -> int:
-        """Listen on host:port (0: any free port); returns the bound port."""
-        self._server = await asyncio.start_server(self._handle, host, port)
-        bound = int(self._server.sockets[0].getsockname()[1])
-        log.info("gateway admin (metrics) on http://%s:%d/metrics", host, bound)
-        return bound
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            async with asyncio.timeout(self.timeout):
-                head = await reader.readuntil(b"\r\n\r\n")
-                status, ctype, body = self._answer(head[:_HEAD_LIMIT])
-                writer.write(
-                    f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                    "Connection: close\r\n\r\n".encode()
-                    + body
-                )
-                await writer.drain()
-        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError) as exc:
-            log.debug("admin connection dropped: %s", exc)
-        except Exception:
-            log.exception("the admin listener failed to answer")
-        finally:
-            writer.close()
-
-    def _answer(self, head: bytes) -> tuple[str, str, bytes]:
-        parts = head.split(b"\r\n", 1)[0].split()
-        method, target = (parts[0], parts[1]) if len(parts) >= 2 else (b"", b"")
-        path = target.split(b"?", 1)[0]
-        if method != b"GET":
-            return _error("405 Method Not Allowed", "method_not_allowed", "the admin listener answers GET only")
-        if path == b"/metrics":
-            return "200 OK", CONTENT_TYPE, render(self.source)
-        if path == b"/healthz":
-            return "200 OK", "application/json", b'{"status": "ok"}'
-        return _error(
-            "404 Not Found", "not_found", f"no {path.decode(errors='replace')} here: try /metrics or /healthz"
-        )
-
-
-def _error(status: str, code: str, message: str) -> tuple[str, str, bytes]:
-    return status, "application/json", json.dumps({"error": {"code": code, "message": message}}).encode()

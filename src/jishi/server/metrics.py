@@ -34,6 +34,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from jishi.gateway.admin import families as gateway_families
+from jishi.metrics_listener import CONTENT_TYPE
 from jishi.store import Compare, DeleteResult, Event, Lease, Op, PutResult, RangeResult, Store, TxnResult
 
 if TYPE_CHECKING:
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
 
 __all__ = ["CONTENT_TYPE", "ApiCounter", "InstrumentedStore", "ServerMetrics"]
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STORE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 
