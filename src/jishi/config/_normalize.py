@@ -20,7 +20,6 @@ the parsed document; problems found are returned, not raised, so one run reports
 from __future__ import annotations
 
 import dataclasses
-import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path as FsPath
@@ -29,6 +28,7 @@ from typing import Any
 from jishi.config._model import check_listen, listen_url
 from jishi.config._problems import Aliases, Problem
 from jishi.config._yaml import Path
+from jishi.registry.policies import parse_duration
 
 __all__ = ["Normalized", "Overrides", "normalize", "parse_duration"]
 
@@ -51,20 +51,7 @@ SERVICE_POLICIES = (
     "fallback",
     "upstream_tls",
 )
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
 DURATION_FIX = 'write seconds as a number, or a string like "500ms", "2s", "1m"'
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from a number or a string like "500ms", "2s", "1.5m", "1h"; ValueError otherwise."""
-    if isinstance(value, bool):
-        raise ValueError(f"must be a duration, got {value!r}")
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str) and (match := _DURATION.match(value)):
-        return float(match.group(1)) * _UNITS[match.group(2) or "s"]
-    raise ValueError(f"must be a duration, got {value!r}")
 
 
 @dataclass(frozen=True)

@@ -52,18 +52,20 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
 
 
-def parse_duration(value: Any) -> Any:
+def parse_duration(value: Any) -> float:
     """Seconds from a number or a string like "500ms", "2s", "1.5m", "1h"; ValueError for anything else."""
-    if isinstance(value, bool):
-        raise ValueError(f'must be a duration (seconds, or a string like "500ms", "2s"), got {value!r}')
-    if isinstance(value, int | float) or value is None:
-        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
     if isinstance(value, str) and (match := _DURATION.match(value)):
         return float(match.group(1)) * _UNITS[match.group(2) or "s"]
     raise ValueError(f'must be a duration (seconds, or a string like "500ms", "2s"), got {value!r}')
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+def _duration_field(value: Any) -> Any:
+    return None if value is None else parse_duration(value)
+
+
+Duration = Annotated[float, BeforeValidator(_duration_field)]
 Hashable = Literal["ip", "path", "route"]
 
 
