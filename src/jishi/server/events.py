@@ -9,7 +9,7 @@
 A follow stream sends the events after `since` first (none without it), then each new one; when nothing
 happens for `heartbeat` seconds it sends `{"heartbeat": <unix time>}` so the client can tell a quiet stream
 from a dead one. `EventStreams.close_all()` ends every open stream; the server calls it when it stops.
-Each stream's pump (the store watch) is a task owned by its response body, cancelled and awaited when it ends.
+The queue, pump task (the store watch), batching and shutdown are `jishi.server.streams.LineStreams`'.
 
 `EventSweeper` applies retention (at most `max_events`, none older than `max_age`) and drops ended silences
 every `interval` seconds.
@@ -18,12 +18,11 @@ every `interval` seconds.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import Annotated, cast
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -33,87 +32,37 @@ from jishi.errors import ControlPlaneError
 from jishi.registry import Registry
 from jishi.registry.model import EventRecord
 from jishi.registry.operations import DEFAULT_MAX_AGE, DEFAULT_MAX_EVENTS
+from jishi.server.streams import LineStreams
 
 __all__ = ["EventStreams", "EventSweeper", "router"]
 
 log = logging.getLogger(__name__)
 
-QUEUE_SIZE = 512
 
-
-class _End:
-    pass
-
-
-_END = _End()
-_Item = EventRecord | BaseException | _End
-
-
-class EventStreams:
+class EventStreams(LineStreams[EventRecord]):
     """The open follow streams of one server."""
 
     def __init__(self, *, heartbeat: float = 2.0, clock: Callable[[], float] = time.time) -> None:
-        self.heartbeat, self._clock = heartbeat, clock
-        self._queues: set[asyncio.Queue[_Item]] = set()
-        self.closing = False
+        super().__init__("events", heartbeat=heartbeat)
+        self._clock = clock
 
-    def __len__(self) -> int:
-        return len(self._queues)
-
-    def close_all(self) -> None:
-        self.closing = True
-        for queue in self._queues:
-            with contextlib.suppress(asyncio.QueueFull):
-                queue.put_nowait(_END)
-
-    async def lines(
+    def lines(
         self, registry: Registry, since: str | None, kind: str | None, subject: str | None
     ) -> AsyncIterator[bytes]:
-        queue: asyncio.Queue[_Item] = asyncio.Queue(QUEUE_SIZE)
-        self._queues.add(queue)
-        pump = asyncio.create_task(self._pump(registry, since, kind, subject, queue), name="jishi-events-follow")
-        try:
-            yield self._heartbeat()
-            while not self.closing:
-                try:
-                    item = await asyncio.wait_for(queue.get(), self.heartbeat)
-                except TimeoutError:
-                    yield self._heartbeat()
-                    continue
-                if isinstance(item, _End):
-                    return
-                if isinstance(item, BaseException):
-                    yield wire.error_line(item)
-                    return
-                yield item.model_dump_json().encode() + b"\n"
-        finally:
-            self._queues.discard(queue)
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
+        """The body of one follow response: the records after `since` matching `kind`/`subject`, then new ones."""
+        return self.stream(
+            lambda: registry.follow_events(since, kind=kind, subject=subject),
+            _record_line,
+            self._heartbeat,
+            f"since={since} kind={kind} subject={subject}",
+        )
 
-    def _heartbeat(self) -> bytes:
+    async def _heartbeat(self) -> bytes:
         return json.dumps({"heartbeat": self._clock()}).encode() + b"\n"
 
-    async def _pump(
-        self,
-        registry: Registry,
-        since: str | None,
-        kind: str | None,
-        subject: str | None,
-        queue: asyncio.Queue[_Item],
-    ) -> None:
-        records = cast(AsyncGenerator[EventRecord, None], registry.follow_events(since, kind=kind, subject=subject))
-        try:
-            async with contextlib.aclosing(records):
-                async for record in records:
-                    await queue.put(record)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if not self.closing:
-                log.warning("event stream ended: %s", exc)
-            await queue.put(exc)
+
+def _record_line(record: EventRecord) -> bytes:
+    return record.model_dump_json().encode() + b"\n"
 
 
 class EventSweeper:
