@@ -9,7 +9,10 @@ from pathlib import Path
 import httpx
 from gateway_harness import GatewayUnderTest, simple_route, start_backend
 
+from jishi.core.balancer import Peer, PeerSpec
 from jishi.gateway import policy
+from jishi.gateway.accesslog import AccessLog
+from jishi.gateway.exchange import Exchange
 from jishi.gateway.snapshot import SnapshotFile
 from jishi.gateway.view import RegistryView
 from jishi.registry.policies import AccessLogSpec, RateLimit
@@ -91,3 +94,20 @@ def test_a_gateway_process_writes_its_route_log_before_it_exits(procs: ProcessGr
     assert gw.popen.wait(15) == 0
     assert statuses == [200] * 3
     assert [r["path"] for r in lines(log_path)] == ["/whoami?n=0", "/whoami?n=1", "/whoami?n=2"]
+
+
+def test_lines_quote_what_json_needs_and_name_no_upstream_without_a_try(tmp_path: Path) -> None:
+    """A flushed batch: a path with a quote, a backslash and a non-ASCII byte stays exact through JSON, repeated
+    values are written every time, and an exchange never tried has an empty upstream whatever its peer field."""
+    peer = Peer(PeerSpec(key="s/a", address="127.0.0.1", port=9001))
+    log = AccessLog(tmp_path / "a.log")
+    for url, status, tries in ((b'/q"\\\xe9', 200, 1), (b'/q"\\\xe9', 200, 1), (b"/refused", 429, 0)):
+        ex = Exchange(10.0, url)
+        ex.method, ex.status, ex.bytes_out, ex.peer, ex.tries = b"GET", status, 2, peer, tries
+        log.record(b"10.0.0.1", ex, 10.25)
+    log.close()
+    got = lines(tmp_path / "a.log")
+    assert [line["path"] for line in got] == ['/q"\\\xe9', '/q"\\\xe9', "/refused"]
+    assert [line["upstream"] for line in got] == ["127.0.0.1:9001", "127.0.0.1:9001", ""]
+    assert [line["tries"] for line in got] == [1, 1, 0] and {line["client"] for line in got} == {"10.0.0.1"}
+    assert all(line["duration_ms"] == 250.0 for line in got)

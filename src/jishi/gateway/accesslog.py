@@ -27,7 +27,7 @@ __all__ = ["AccessLog"]
 
 log = logging.getLogger(__name__)
 
-_Entry = tuple[float, float, bytes, bytes, bytes, int, int, "Peer | None", int]
+_Entry = tuple[float, float, bytes, bytes, bytes, int, int, "Peer | None", int]  # see `AccessLog.entries`
 _LINE = (
     b'{"time": %.3f, "client": %s, "method": %s, "path": %s, "status": %d, "bytes": %d, "upstream": %s, '
     b'"duration_ms": %.3f, "tries": %d}\n'
@@ -51,22 +51,22 @@ class AccessLog:
         self.max_buffer = max_buffer
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file: BinaryIO | None = open(path, "ab")  # noqa: SIM115 - closed by close()
-        self._buffer: list[_Entry] = []
+        # The entries not written yet: (now, t0, client, method, url, status, bytes, peer, tries) each; a caller
+        # on the hot path may append to it itself as `record` does (and flush at `max_buffer`).
+        self.entries: list[_Entry] = []
 
     def record(self, client: bytes, ex: Exchange, now: float) -> None:
         """Note one exchange finished at loop time `now` (cheap: the line is formatted at the next flush)."""
-        buffer = self._buffer
-        buffer.append(
-            (now, ex.t0, client, ex.method, ex.url, ex.status, ex.bytes_out, ex.peer if ex.tries else None, ex.tries)
-        )
-        if len(buffer) >= self.max_buffer:
+        entries = self.entries
+        entries.append((now, ex.t0, client, ex.method, ex.url, ex.status, ex.bytes_out, ex.peer, ex.tries))
+        if len(entries) >= self.max_buffer:
             self.flush()
 
     def flush(self) -> None:
         """Write every buffered entry."""
-        if not self._buffer or self._file is None:
+        if not self.entries or self._file is None:
             return
-        entries, self._buffer = self._buffer, []
+        entries, self.entries = self.entries, []
         wall = time.time() - time.monotonic()  # the loop's clock is monotonic: this turns it into wall time
         # Quoted forms are cached for the batch (at most `max_buffer` lines, so the
         # cache is bounded): clients, methods, paths and upstreams repeat, and quoting is
@@ -77,7 +77,7 @@ class AccessLog:
         lines: list[bytes] = []
         append = lines.append
         for now, t0, client, method, url, status, size, peer, tries in entries:
-            upstream = upstreams.get(peer)
+            upstream = upstreams.get(peer) if tries else b'""'  # (no try: no instance, whatever `peer` says)
             if upstream is None:
                 assert peer is not None
                 upstream = upstreams[peer] = _json_str(b"%s:%d" % (peer.address.encode(), peer.port))

@@ -4,9 +4,9 @@ Theory of operation
 -------------------
 `Stats.record(ex, now)` runs once per finished exchange. It keeps one flat list of numbers (a *row*) per
 (route, instance) pair the gateway has answered for — counts per status class, a fixed-bucket latency
-histogram, the latency sum and the retries — and touches nothing else: one dict lookup, four increments and
-one `bisect` (about 0.4 µs). Everything coarser (per route, per service, per instance, per gateway) is summed
-from the rows when somebody reads them, never on the hot path.
+histogram, the latency sum and the retries — and touches nothing else: two dict lookups (route name, then the
+`Peer` object), four increments and one `bisect` (about 0.35 µs). Everything coarser (per route, per service,
+per instance, per gateway) is summed from the rows when somebody reads them, never on the hot path.
 
 A *report* (`report(proxy, ...)`) is the gateway's cumulative state as plain JSON: the rows, the live gauges
 (client connections, upstream pool use), the per-route policy state and the gateway's recent events. Reports
@@ -54,6 +54,9 @@ BREAKER_STATES = ("closed", "open", "half_open", "forced_open", "disabled", "met
 _BREAKER_RANK = {s: i for i, s in enumerate(("disabled", "metrics_only", "closed", "half_open", "open", "forced_open"))}
 
 
+_MAX_PEERS = 1024  # peer objects indexed per route before that index starts over
+
+
 def _new_row() -> list[Any]:
     row: list[Any] = [0] * ROW_LEN
     row[SUM] = 0.0
@@ -63,25 +66,41 @@ def _new_row() -> list[Any]:
 class Stats:
     """Counters and latency histograms per (route, instance); see the module doc."""
 
-    __slots__ = ("rows",)
+    __slots__ = ("_by_peer", "rows")
 
     def __init__(self) -> None:
         self.rows: dict[tuple[str, str], list[Any]] = {}
+        # The same rows by route name, then by the `Peer` object itself (identity hash: no key tuple to build on
+        # the hot path). Peers are replaced as routing tables change, so a route's map is cleared past a size.
+        self._by_peer: dict[str, dict[Any, list[Any]]] = {}
 
     def record(self, ex: Exchange, now: float, _bisect: Any = bisect_left, _bounds: Any = BOUNDS) -> None:
         """`ex` finished at loop time `now` (its `t0` is on the same clock)."""
         route = ex.route
+        name = route.name if route is not None else ""
         peer = ex.peer
-        key = (route.name if route is not None else "", peer.key if peer is not None else "")
-        row = self.rows.get(key)
+        by_peer = self._by_peer.get(name)
+        row = by_peer.get(peer) if by_peer is not None else None
         if row is None:
-            row = self.rows[key] = _new_row()
+            row = self._row(name, peer)
         elapsed = now - ex.t0
         row[ex.status // 100] += 1
         row[10 + _bisect(_bounds, elapsed)] += 1
         row[24] += elapsed
         if ex.tries > 1:
             row[25] += ex.tries - 1
+
+    def _row(self, name: str, peer: Any) -> list[Any]:
+        """The row of route `name` and `peer` (None: no instance), made on first use and indexed by `peer`."""
+        key = (name, peer.key if peer is not None else "")
+        row = self.rows.get(key)
+        if row is None:
+            row = self.rows[key] = _new_row()
+        by_peer = self._by_peer.setdefault(name, {})
+        if len(by_peer) >= _MAX_PEERS:
+            by_peer.clear()
+        by_peer[peer] = row
+        return row
 
     def dump(self) -> list[list[Any]]:
         """The rows as JSON-able `[route, instance, row]` triples (copies)."""
