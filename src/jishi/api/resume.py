@@ -11,7 +11,8 @@ were delivered (one txn can write several keys at one revision and the connectio
     resume from `revision` and skip the first `seen` events of that revision     (seen > 0)
     resume from `next_revision`                                                   (nothing seen yet)
 
-so every event is delivered once, in order, without gaps. Reconnects back off exponentially (capped) and never
+so every event is delivered once, in order, without gaps. The stream itself (reconnects, heartbeats, error lines)
+is `jishi.api.ndjson.follow_lines`. Reconnects back off exponentially (capped) and never
 give up on conditions that pass — a lost connection, a server stopping or restarting (502/503/504, `unavailable`),
 a closed or busy store (`store_error`) — and the caller ends the watch by closing the iterator. Any other error is
 one that asking again cannot fix (an invalid request, `invalid_request`; a missing record) and is raised at once.
@@ -21,23 +22,17 @@ snapshot, since the events in between are lost.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
 from jishi.api import wire
-from jishi.errors import ControlPlaneError
+from jishi.api.ndjson import follow_lines
 from jishi.store import Event
 
 __all__ = ["WatchPosition", "resumable_watch"]
-
-log = logging.getLogger(__name__)
-
-RETRYABLE_CODES = {"unavailable", "store_error"}  # conditions that pass: server stopping, store closed or busy
 
 
 @dataclass
@@ -61,7 +56,7 @@ class WatchPosition:
         return True, 0
 
 
-async def resumable_watch(
+def resumable_watch(
     client: httpx.AsyncClient,
     prefix: str,
     start_revision: int,
@@ -69,51 +64,28 @@ async def resumable_watch(
     idle_timeout: float = 10.0,
     connect_timeout: float = 5.0,
     backoff: tuple[float, float] = (0.05, 2.0),
-) -> AsyncIterator[Event]:
+) -> AsyncGenerator[Event, None]:
     """Events under `prefix` from `start_revision` (> 0) over `client`, reconnecting as needed (see module doc)."""
     pos = WatchPosition(start_revision)
-    delay = backoff[0]
-    timeout = httpx.Timeout(connect_timeout, read=idle_timeout)
-    while True:
-        skip = pos.seen
-        params = {"prefix": prefix, "start_revision": str(pos.revision)}
-        try:
-            async with client.stream("GET", "/v1/watch", params=params, timeout=timeout) as response:
-                if response.status_code != 200:
-                    await response.aread()
-                    raise wire.error_from_reply(response.status_code, _json(response.content))
-                async for line in response.aiter_lines():
-                    if not line:
-                        continue
-                    data = json.loads(line)
-                    if "heartbeat" in data:
-                        delay = backoff[0]  # a live stream: the next failure starts its backoff afresh
-                        continue
-                    if "error" in data:
-                        raise wire.error_from_reply(200, data)
-                    event = wire.event_from_line(data)
-                    deliver, skip = pos.admit(event, skip)
-                    if deliver:
-                        yield event
-            log.info("watch of %r: the stream ended; resuming from revision %d", prefix, pos.revision)
-        except httpx.TransportError as exc:
-            log.info(
-                "watch of %r: %s; resuming from revision %d in %.2f s", prefix, _describe(exc), pos.revision, delay
-            )
-        except ControlPlaneError as exc:
-            if exc.code not in RETRYABLE_CODES and exc.status not in (502, 503, 504):
-                raise
-            log.info("watch of %r: %s; retrying in %.2f s", prefix, exc.message, delay)
-        await asyncio.sleep(delay)
-        delay = min(backoff[1], delay * 2)
+    skip = 0
 
+    def query() -> dict[str, str]:
+        nonlocal skip
+        skip = pos.seen  # the new stream sends these events of `pos.revision` again
+        return {"prefix": prefix, "start_revision": str(pos.revision)}
 
-def _json(content: bytes) -> object:
-    try:
-        return json.loads(content)
-    except ValueError:
-        return content.decode(errors="replace")
+    def take(data: dict[str, Any]) -> Event | None:
+        nonlocal skip
+        event = wire.event_from_line(data)
+        deliver, skip = pos.admit(event, skip)
+        return event if deliver else None
 
-
-def _describe(exc: httpx.TransportError) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return follow_lines(
+        client,
+        "/v1/watch",
+        query,
+        take,
+        describe=lambda: f"watch of {prefix!r} (at revision {pos.revision})",
+        http_timeout=httpx.Timeout(connect_timeout, read=idle_timeout),
+        backoff=backoff,
+    )
