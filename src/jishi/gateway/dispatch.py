@@ -62,8 +62,10 @@ def start(client: ClientConnection, ex: Exchange) -> None:
     ex.route = route
     now = client.loop.time()
     policy = route.policy
-    if policy is not None and not policy.admit(client, ex, now):
-        return  # answered (429, 503, a fallback), or waiting for a bulkhead slot: the policy calls `proceed`
+    if policy is not None:
+        ex.policy = policy  # told when `ex` ends, whatever its chain decides
+        if not policy.admit(client, ex, now):
+            return  # answered (429, 503, a fallback), or waiting for a bulkhead slot: the policy calls `proceed`
     proceed(client, ex, now)
 
 
@@ -96,8 +98,17 @@ def proceed(client: ClientConnection, ex: Exchange, now: float) -> None:
     ex.head = request_head(ex, client.forwarded, client.client_ip)
     ex.tries = 1
     ex.peer = peer
-    if tracked:
-        balancing.begin(ex, route, peer, now)
+    if tracked:  # balancing.begin, inlined (the first try: `ex` is not tracked yet)
+        ex.tracked = True
+        lb = route.lb
+        ep = peer.endpoint
+        if lb is not None and ep is not None:
+            if lb.counts_only:
+                ep.active += 1
+            else:
+                lb.picker.on_start(ep, now)
+        if route.budget is not None:
+            route.budget.request_started()
     conn = client.pool.acquire(peer.addr) if ex.replayable else None
     if conn is not None:
         send(client, ex, conn, now)

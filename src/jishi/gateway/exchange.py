@@ -85,6 +85,7 @@ class Exchange:
         self.url = url
         self.lines: list[bytes] = []  # forwarded request headers: name, b": ", value, CRLF for each
         self.body: list[bytes] = []  # request body as framed for the instance, kept while unsent or replayable
+        self.deadline = 0.0  # (set later for a route with a total timeout: in place now, so the order holds)
         self.policy = None  # (see the class doc: the policy chain's fields, in a fixed order)
         self.held = 0
         self.permit_at = 0.0

@@ -4,9 +4,10 @@
 previous table while the route record is unchanged, so breaker and limiter state survive instance changes).
 A route with no policy section gets none and pays nothing. The hot path calls three methods:
 
-    admit(client, ex, now) -> bool      before a peer is picked: True goes on (`dispatch.proceed`); False means the
-                                        policy answered (429, 503, a fallback) or holds the request (a bulkhead
-                                        queue, a Redis decision) and calls `dispatch.proceed` itself later
+    admit(client, ex, now) -> bool      before a peer is picked (the caller has set `ex.policy` to it): True goes
+                                        on (`dispatch.proceed`); False means the policy answered (429, 503, a
+                                        fallback) or holds the request (a bulkhead queue, a Redis decision) and
+                                        calls `dispatch.proceed` itself later
     done(client, ex, now)               the exchange it admitted is over (its status and timings are final)
     on_error(client, ex, status, code, message) -> bool
                                         the gateway is about to answer `ex` with an error: True if the policy

@@ -79,10 +79,10 @@ class RoutePolicy:
         self._indexed = tuple(enumerate(stages))
         self._fail_statuses = c.failure_statuses
         self._log = c.access_log
-        # One or two stages (the usual case) are called without a loop: `admit` is replaced on the instance.
+        # One or two stages (the usual case) are called without a loop: `admit` is replaced on the instance (one
+        # stage is `admit` itself: each stage's index defaults to 0).
         if len(stages) == 1:
-            self._s0 = stages[0]
-            self.admit = self._admit_one  # type: ignore[method-assign]
+            self.admit = stages[0]  # type: ignore[method-assign,assignment]
         elif len(stages) == 2:
             self._s0, self._s1 = stages
             self.admit = self._admit_two  # type: ignore[method-assign]
@@ -90,18 +90,13 @@ class RoutePolicy:
     # --- the hot path
 
     def admit(self, client: ClientConnection, ex: Exchange, now: float) -> bool:
-        ex.policy = self
+        """Run the stages for `ex` (whose `policy` the caller has set to this one); see `jishi.gateway.policy`."""
         for i, stage in self._indexed:  # noqa: SIM110 - a plain loop is cheaper than all(generator)
             if not stage(client, ex, now, i):
                 return False
         return True
 
-    def _admit_one(self, client: ClientConnection, ex: Exchange, now: float) -> bool:
-        ex.policy = self
-        return self._s0(client, ex, now, 0)
-
     def _admit_two(self, client: ClientConnection, ex: Exchange, now: float) -> bool:
-        ex.policy = self
         return self._s0(client, ex, now, 0) and self._s1(client, ex, now, 1)
 
     def done(self, client: ClientConnection, ex: Exchange, now: float) -> None:
@@ -158,16 +153,16 @@ class RoutePolicy:
         dispatch.proceed(client, ex, now)
         client.flush()
 
-    def _rate_single(self, client: ClientConnection, ex: Exchange, now: float, i: int) -> bool:
+    def _rate_single(self, client: ClientConnection, ex: Exchange, now: float, i: int = 0) -> bool:
         allowed, retry = self._acquire(now)
         return allowed or self._over_limit(client, ex, b"-", retry, now)
 
-    def _rate_ip(self, client: ClientConnection, ex: Exchange, now: float, i: int) -> bool:
+    def _rate_ip(self, client: ClientConnection, ex: Exchange, now: float, i: int = 0) -> bool:
         key = client.client_ip
         allowed, retry = self._acquire_key(key, now)
         return allowed or self._over_limit(client, ex, key, retry, now)
 
-    def _rate_keyed(self, client: ClientConnection, ex: Exchange, now: float, i: int) -> bool:
+    def _rate_keyed(self, client: ClientConnection, ex: Exchange, now: float, i: int = 0) -> bool:
         key = self._key_of(client, ex)
         allowed, retry = self._acquire_key(key, now)
         return allowed or self._over_limit(client, ex, key, retry, now)
@@ -181,7 +176,7 @@ class RoutePolicy:
         self._limited(client, ex, retry)
         return False
 
-    def _rate_redis(self, client: ClientConnection, ex: Exchange, now: float, i: int) -> bool:
+    def _rate_redis(self, client: ClientConnection, ex: Exchange, now: float, i: int = 0) -> bool:
         gate = self.c.gate
         assert gate is not None and gate.redis is not None
         key = gate.key_of(client, ex)
@@ -210,7 +205,7 @@ class RoutePolicy:
         message = f"route {self.name!r}: more than {spec.requests} requests per {spec.period:g} s"
         self._refuse(client, ex, "rate_limited", 429, "rate_limited", message, retry)
 
-    def _concurrency(self, client: ClientConnection, ex: Exchange, now: float, i: int) -> bool:
+    def _concurrency(self, client: ClientConnection, ex: Exchange, now: float, i: int = 0) -> bool:
         limiter = self.c.limiter
         assert limiter is not None
         inflight = limiter.try_acquire()
@@ -223,7 +218,7 @@ class RoutePolicy:
         self._refuse(client, ex, "overloaded", 503, "overloaded", message, None)
         return False
 
-    def _bulkhead(self, client: ClientConnection, ex: Exchange, now: float, i: int) -> bool:
+    def _bulkhead(self, client: ClientConnection, ex: Exchange, now: float, i: int = 0) -> bool:
         bulkhead = self.c.bulkhead
         assert bulkhead is not None
         admission, ticket = bulkhead.enter(now)
@@ -240,7 +235,7 @@ class RoutePolicy:
         self._refuse(client, ex, "overloaded", 503, "bulkhead_full", message, None)
         return False
 
-    def _breaker(self, client: ClientConnection, ex: Exchange, now: float, i: int) -> bool:
+    def _breaker(self, client: ClientConnection, ex: Exchange, now: float, i: int = 0) -> bool:
         breaker = self.breaker
         assert breaker is not None
         if breaker.state is _CLOSED or breaker.try_acquire(now):  # (closed permits every call: no call needed)
@@ -255,7 +250,7 @@ class RoutePolicy:
         self._refuse(client, ex, "breaker_open", 503, "circuit_open", message, retry, state=state.value)
         return False
 
-    def _rewrite(self, client: ClientConnection, ex: Exchange, now: float, i: int) -> bool:
+    def _rewrite(self, client: ClientConnection, ex: Exchange, now: float, i: int = 0) -> bool:
         rewrite = self.c.rewrite
         if rewrite is not None:
             rewrite.apply(ex)
