@@ -45,10 +45,15 @@ class P2CPicker(PickerBase):
             return cands[0] if n else None
         # two_distinct, inlined: this is the hot path of every least-request pick
         random = rng.random
-        i = int(random() * n)
-        j = int(random() * (n - 1))
-        if j >= i:
-            j += 1
+        if n == 2:  # the same draws without the int() calls: i = int(2x) is x >= 0.5, and j is the other one
+            i = 1 if random() >= 0.5 else 0
+            random()  # (two_distinct's second draw, always 0 for two: drawn all the same, so the sequence holds)
+            j = 1 - i
+        else:
+            i = int(random() * n)
+            j = int(random() * (n - 1))
+            if j >= i:
+                j += 1
         a, b = cands[i], cands[j]
         if not exclude and now >= peers.even_after:
             return b if b.active < a.active else a
