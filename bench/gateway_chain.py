@@ -15,8 +15,11 @@ carrying a different set of the sections `bench/gateway.py` turns on:
     access_log  the route's JSON-lines access log (flushed every 1000 requests, to a temporary file)
     full        all of the above
 
-Rounds are interleaved (every configuration once per round, so background load hits all alike) and the best
-round of each is kept, as CPU µs per request (process time). The cost of a section is its best minus bare's.
+The requests run in slices of 1000 (each followed by the flush of the route's access log, counted), interleaved
+(every configuration runs one slice in turn, so background load hits all alike), and the best slice of each is
+kept, as CPU µs per request (process time): on a shared machine the minimum over many short slices is much
+steadier than the minimum over a few long rounds. `--repeat` × `--requests` requests per configuration. The
+cost of a section is its best minus bare's.
 The last line is `RESULT {json}`: each configuration's µs and each section's cost.
 """
 
@@ -97,12 +100,15 @@ def route_logs(proxy: Proxy) -> list[Any]:
     return logs
 
 
+SLICE = 1000  # requests per timed slice; the route access logs are flushed after each (as the gateway's timer does)
+
+
 def timed(proxy: Proxy, clients: list[ClientConnection], sink: list[Any], n: int) -> float:
-    """CPU seconds for `n` requests, route access logs flushed every 1000 requests (as the gateway's timer does)."""
+    """CPU seconds for `n` requests, route access logs flushed every `SLICE` requests."""
     logs = route_logs(proxy)
     total = 0.0
-    for start in range(0, n, 1000):
-        total += run(proxy, clients, sink, [REQUESTS["wrk"]], [RESPONSES["hello"]], min(1000, n - start))
+    for start in range(0, n, SLICE):
+        total += run(proxy, clients, sink, [REQUESTS["wrk"]], [RESPONSES["hello"]], min(SLICE, n - start))
         t0 = time.process_time()
         for log in logs:
             log.flush()
@@ -124,14 +130,15 @@ async def main_async(args: argparse.Namespace) -> int:
                 print(f"{name}: the proxy did not answer the warm-up requests", file=sys.stderr)
                 return 1
         best = {name: float("inf") for name in configs}
-        for _ in range(args.repeat):
+        for _ in range(max(1, args.repeat * args.requests // SLICE)):
             for name, setup in setups.items():
-                best[name] = min(best[name], timed(*setup, args.requests))
+                best[name] = min(best[name], timed(*setup, SLICE))
         for proxy, _, _ in setups.values():
             for log in route_logs(proxy):
                 log.close()
-    us = {name: seconds / args.requests * 1e6 for name, seconds in best.items()}
-    print(f"{'configuration':14s} {'µs/request':>10s} {'cost':>7s}   (best of {args.repeat} × {args.requests})")
+    us = {name: seconds / SLICE * 1e6 for name, seconds in best.items()}
+    slices = max(1, args.repeat * args.requests // SLICE)
+    print(f"{'configuration':14s} {'µs/request':>10s} {'cost':>7s}   (best of {slices} slices of {SLICE})")
     for name, value in us.items():
         print(f"{name:14s} {value:>10.2f} {value - us['bare']:>+7.2f}")
     result: dict[str, float] = {f"{name}_us": round(v, 3) for name, v in us.items()}
