@@ -2,7 +2,8 @@
 
 `record` only appends a tuple (no formatting, no clock read, no I/O on the request path); `flush` formats the
 batch with one bytes template per line and writes it. The proxy flushes every `interval` seconds and when the
-buffer holds `max_buffer` entries. Each line:
+buffer holds `max_buffer` entries (500: a flush holds the event loop for about half a millisecond, where 2000
+lines would hold every connection's requests for 2 ms, a visible step in p99 latency). Each line:
 
     {"time": 1700000000.123, "client": "127.0.0.1", "method": "GET", "path": "/a?b=1", "status": 200,
      "bytes": 2, "upstream": "127.0.0.1:9000", "duration_ms": 0.412, "tries": 1}
@@ -45,7 +46,7 @@ def _json_str(raw: bytes) -> bytes:
 class AccessLog:
     """Buffered JSON-lines access log written to `path` (appended)."""
 
-    def __init__(self, path: Path, *, interval: float = 0.5, max_buffer: int = 2000) -> None:
+    def __init__(self, path: Path, *, interval: float = 0.5, max_buffer: int = 500) -> None:
         self.path = path
         self.interval = interval
         self.max_buffer = max_buffer
@@ -68,9 +69,8 @@ class AccessLog:
             return
         entries, self.entries = self.entries, []
         wall = time.time() - time.monotonic()  # the loop's clock is monotonic: this turns it into wall time
-        # Quoted forms are cached for the batch (at most `max_buffer` lines, so the
-        # cache is bounded): clients, methods, paths and upstreams repeat, and quoting is
-        # the dearest part of a line after the number formatting.
+        # Quoted forms are cached for the batch (at most `max_buffer` lines, so the cache is bounded): clients,
+        # methods, paths and upstreams repeat, and quoting is the dearest part of a line after the numbers.
         quoted: dict[bytes, bytes] = {}
         upstreams: dict[Peer | None, bytes] = {None: b'""'}
         line = _LINE
