@@ -112,7 +112,9 @@ def compile_route(spec: Route, workers: int = 1) -> Compiled:
         c.limiter = concurrency_limiter(spec.concurrency)
     if spec.bulkhead is not None:
         b = spec.bulkhead
-        c.bulkhead = Bulkhead(b.max_concurrent, b.max_queue if b.max_wait > 0 else 0, b.max_wait)  # no wait: no queue
+        queue = b.max_queue if b.max_wait > 0 else 0  # no wait: no queue
+        # the wait queue answers every waiter the bulkhead drops (`WaitQueue.reap`)
+        c.bulkhead = Bulkhead(b.max_concurrent, queue, b.max_wait, keep_dropped=queue > 0)
     if spec.breaker is not None:
         c.breaker = Breaker(breaker_config(spec.breaker))
         c.failure_statuses = frozenset(spec.breaker.failure_statuses)

@@ -222,6 +222,9 @@ class RoutePolicy:
         bulkhead = self.c.bulkhead
         assert bulkhead is not None
         admission, ticket = bulkhead.enter(now)
+        if bulkhead.dropped:  # waiters past their deadline that enter() dropped: answer them
+            assert self._queue is not None
+            self._queue.reap()
         if admission is Admission.RUN:
             ex.held |= BULK
             return True
@@ -323,6 +326,8 @@ class RoutePolicy:
         self.shed += 1
         assert self.c.bulkhead is not None
         message = f"route {self.name!r}: no request slot came free within {self.c.bulkhead.max_wait:g} s"
+        if self._queue is not None and self._queue.closed:
+            message = f"route {self.name!r} changed while the request waited for a slot; please retry"
         self._refuse(client, ex, "overloaded", 503, "bulkhead_full", message, None)
         client.flush()
 
@@ -360,12 +365,12 @@ class RoutePolicy:
 
     async def aclose(self) -> None:
         """End this policy: its Redis decisions in flight are let finish (≤ 1 s), then everything is closed."""
+        if self._queue is not None:
+            self._queue.close()  # waiters are refused now, not left to a timer that no longer runs
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=1.0)
         for task in list(self._tasks):
             task.cancel()
-        if self._queue is not None:
-            self._queue.close()
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None

@@ -8,6 +8,10 @@ waiting exchanges by ticket and carries its answers out on the loop:
                                         and `resume(client, ex, stage)` is called soon (not inside the caller)
     cancel(ticket)                      a waiter went away (its client closed)
     (timer)                             waiters past their deadline → `expired(client, ex)`
+    reap()                              waiters the bulkhead dropped as timed out in `enter`/`leave` (before the
+                                        timer ran) → `expired(client, ex)` soon
+    close()                             the route changed: every waiter left → `expired(client, ex)`, and so is
+                                        any that comes later (a request whose Redis decision was pending)
 
 One `loop.call_at` timer is armed at a time, for the oldest waiter's deadline.
 """
@@ -46,11 +50,16 @@ class WaitQueue:
         self._expired = expired
         self._waiters: dict[int, Waiter] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self.closed = False
 
     def wait(self, ticket: int, client: ClientConnection, ex: Exchange, stage: int) -> None:
         ex.ticket = ticket
         ex.held |= WAIT
         self._waiters[ticket] = (client, ex, stage)
+        if self.closed:
+            self.bulkhead.cancel(ticket)
+            self._drop(ticket)
+            return
         self._arm()
 
     def cancel(self, ticket: int) -> None:
@@ -69,6 +78,26 @@ class WaitQueue:
                 return
             ex.held &= ~BULK
             ticket = bulkhead.leave(now)
+        if bulkhead.dropped:
+            self.reap()
+
+    def reap(self) -> None:
+        """Answer (soon) the waiters the bulkhead dropped as timed out on its way (`Bulkhead.take_dropped`)."""
+        for ticket in self.bulkhead.take_dropped():
+            self._drop(ticket)
+
+    def _drop(self, ticket: int) -> None:
+        waiter = self._waiters.pop(ticket, None)
+        if waiter is None:
+            return
+        client, ex, _ = waiter
+        ex.held &= ~WAIT
+        if not (ex.finished or client.closed):
+            self.loop.call_soon(self._expire_one, client, ex)
+
+    def _expire_one(self, client: ClientConnection, ex: Exchange) -> None:
+        if not (ex.finished or client.closed):
+            self._expired(client, ex)
 
     def _arm(self) -> None:
         deadline = self.bulkhead.next_deadline()
@@ -83,9 +112,16 @@ class WaitQueue:
             ex.held &= ~WAIT
             if not (ex.finished or client.closed):
                 self._expired(client, ex)
+        if self.bulkhead.dropped:
+            self.reap()
         self._arm()
 
     def close(self) -> None:
+        """The route's policy ends: no waiter is left waiting for a timer that no longer runs."""
+        self.closed = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        for ticket in list(self._waiters):
+            self.bulkhead.cancel(ticket)
+            self._drop(ticket)

@@ -96,3 +96,17 @@ def test_never_more_than_max_concurrent_or_max_queue(limit: int, queue: int, ops
             b.leave(now)
         assert 0 <= b.active <= limit
         assert b.waiting <= queue
+
+
+def test_keep_dropped_collects_waiters_enter_and_leave_skip() -> None:
+    """With keep_dropped, tickets that enter()/leave() drop as timed out are kept for take_dropped(), once."""
+    b = Bulkhead(1, max_queue=3, max_wait=1.0, keep_dropped=True)
+    b.enter(0.0)
+    _, t1 = b.enter(0.0)
+    _, t2 = b.enter(0.5)
+    assert b.enter(1.2)[0] is Admission.WAIT  # t1 (deadline 1.0) dropped on the way
+    assert b.take_dropped() == [t1]
+    assert b.leave(1.6) not in (t1, t2)  # t2 (deadline 1.5) dropped, the newest waiter gets the slot
+    assert b.take_dropped() == [t2]
+    assert b.take_dropped() == []
+    assert b.timed_out == 2

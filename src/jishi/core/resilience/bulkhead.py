@@ -12,7 +12,10 @@ The pure part decides; the shell waits. `enter(now)` answers one of
 When a running call ends, `leave(now)` hands its slot straight to the oldest waiter whose deadline has not
 passed and returns that ticket (the shell wakes it; it now holds a slot), or frees the slot. Waiters past their
 deadline are dropped on the way and counted in `timed_out`; `expire(now)` drops them eagerly and returns their
-tickets so the shell can fail them at `next_deadline()`. A waiter that gives up by itself calls `cancel(ticket)`:
+tickets so the shell can fail them at `next_deadline()`. Built with `keep_dropped=True`, the tickets `enter` and
+`leave` drop on the way are kept until `take_dropped()` collects them, so a shell that answers each waiter itself
+never loses one (a shell whose waiters time out on their own, with `cancel`, needs no list).
+A waiter that gives up by itself calls `cancel(ticket)`:
 True if it was still queued and is now removed; False if it was not queued any more — either `leave` had already
 handed it a slot (the shell knows: it got that ticket back from `leave`, and the waiter must `leave` in turn) or
 it had already been dropped as timed out. The queue is FIFO, and since every waiter waits the same `max_wait`,
@@ -36,9 +39,21 @@ class Admission(enum.Enum):
 class Bulkhead:
     """Concurrency limit with a FIFO wait queue of at most `max_queue` callers, each waiting ≤ `max_wait`."""
 
-    __slots__ = ("_queue", "_seq", "active", "max_concurrent", "max_queue", "max_wait", "rejected", "timed_out")
+    __slots__ = (
+        "_queue",
+        "_seq",
+        "active",
+        "dropped",
+        "max_concurrent",
+        "max_queue",
+        "max_wait",
+        "rejected",
+        "timed_out",
+    )
 
-    def __init__(self, max_concurrent: int, max_queue: int = 0, max_wait: float = 0.0) -> None:
+    def __init__(
+        self, max_concurrent: int, max_queue: int = 0, max_wait: float = 0.0, *, keep_dropped: bool = False
+    ) -> None:
         if max_concurrent < 1:
             raise ValueError(f"bulkhead max_concurrent must be at least 1, not {max_concurrent}")
         if max_queue < 0:
@@ -53,6 +68,8 @@ class Bulkhead:
         self.timed_out = 0
         self._queue: OrderedDict[int, float] = OrderedDict()  # ticket → deadline, oldest first
         self._seq = 0
+        # tickets `enter`/`leave` dropped as timed out, until `take_dropped` (only with keep_dropped)
+        self.dropped: list[int] | None = [] if keep_dropped else None
 
     def enter(self, now: float) -> tuple[Admission, int]:
         """Ask for a slot at `now`: (RUN, 0), (WAIT, ticket) or (REJECT, 0)."""
@@ -60,7 +77,9 @@ class Bulkhead:
             self.active += 1
             return Admission.RUN, 0
         if self._queue:
-            self.expire(now)
+            gone = self.expire(now)
+            if gone and self.dropped is not None:
+                self.dropped.extend(gone)
             if self.active < self.max_concurrent and not self._queue:
                 self.active += 1
                 return Admission.RUN, 0
@@ -81,6 +100,8 @@ class Bulkhead:
             if now < deadline:
                 return ticket  # the slot changes hands: active stays the same
             self.timed_out += 1
+            if self.dropped is not None:
+                self.dropped.append(ticket)
         self.active -= 1
         return None
 
@@ -96,6 +117,14 @@ class Bulkhead:
             gone.append(ticket)
         self.timed_out += len(gone)
         return gone
+
+    def take_dropped(self) -> list[int]:
+        """The tickets `enter`/`leave` dropped as timed out since the last call (oldest first); empties the list."""
+        dropped = self.dropped
+        if not dropped:
+            return []
+        self.dropped = []
+        return dropped
 
     def cancel(self, ticket: int) -> bool:
         """The waiter `ticket` gives up: True if it was still queued (now removed), False if it was not."""

@@ -1,0 +1,107 @@
+"""Regressions of the route policy chain: every request gets an answer, whatever the timing (bulkhead waiters
+dropped on the way, route changes while requests wait, pipelined refusals, failures after a wait)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+from gateway_harness import GatewayUnderTest, simple_route
+
+from jishi.core.resilience import Admission, Bulkhead
+from jishi.gateway import policy
+from jishi.gateway.policy_queue import WaitQueue
+from jishi.registry.policies import BulkheadPolicy
+
+
+@pytest.fixture
+async def gw(gateway: GatewayUnderTest) -> AsyncIterator[GatewayUnderTest]:
+    """The in-process gateway whose route policies are closed at the end."""
+    yield gateway
+    await policy.close(gateway.proxy.table)
+
+
+def _queue_with_one_waiter() -> tuple[WaitQueue, Bulkhead, list[Any], list[Any], float, Any]:
+    loop = asyncio.get_running_loop()
+    resumed: list[Any] = []
+    expired: list[Any] = []
+    b = Bulkhead(1, 1, 0.1, keep_dropped=True)
+    q = WaitQueue(b, loop, lambda c, e, s: resumed.append(e), lambda c, e: expired.append(e))
+    t0 = loop.time()
+    assert b.enter(t0)[0] is Admission.RUN
+    admission, ticket = b.enter(t0)
+    assert admission is Admission.WAIT
+    ex = SimpleNamespace(finished=False, held=0, ticket=0)
+    q.wait(ticket, SimpleNamespace(closed=False), ex, 1)  # type: ignore[arg-type]
+    return q, b, resumed, expired, t0, ex
+
+
+async def test_waiter_dropped_by_leave_before_its_timer_is_refused() -> None:
+    """A slot freed just after a waiter's deadline (before the timer ran) answers that waiter: it expires."""
+    q, b, resumed, expired, t0, ex = _queue_with_one_waiter()
+    q.leave(t0 + 0.1005)
+    await asyncio.sleep(0.3)
+    assert expired == [ex] and resumed == []
+    assert not q._waiters and b.active == 0
+
+
+async def test_waiter_dropped_by_enter_before_its_timer_is_refused() -> None:
+    """A new request arriving just after a waiter's deadline (before the timer ran) leaves it answered."""
+    q, b, resumed, expired, t0, ex = _queue_with_one_waiter()
+    b.enter(t0 + 0.1005)
+    q.reap()  # as the chain's bulkhead stage does after enter()
+    await asyncio.sleep(0.3)
+    assert expired[:1] == [ex] and resumed == []
+
+
+async def _one(port: int, path: bytes) -> int | str:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3.0)
+        return int(head.split(b" ")[1])
+    except TimeoutError:
+        return "hung"
+    finally:
+        writer.close()
+
+
+async def test_bulkhead_under_load_answers_every_request(gw: GatewayUnderTest, backends) -> None:
+    """30 clients × 15 requests through a 2-slot bulkhead with a 50 ms queue: each gets 200 or 503, none hangs."""
+    (b,) = backends(1)
+    gw.set([simple_route(bulkhead=BulkheadPolicy(max_concurrent=2, max_queue=200, max_wait=0.05))], [b.instance()])
+    results: list[int | str] = []
+
+    async def worker() -> None:
+        for _ in range(15):
+            results.append(await _one(gw.port, b"/sleep?s=0.02"))
+
+    await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(30))), 90)
+    assert results.count("hung") == 0
+    assert set(results) <= {200, 503}
+    pol = gw.proxy.table.routes["svc"].policy
+    assert pol is not None and pol._queue is not None
+    assert not pol._queue._waiters and pol.c.bulkhead is not None and pol.c.bulkhead.active == 0
+
+
+async def test_route_change_refuses_bulkhead_waiters_at_once(gw: GatewayUnderTest, backends) -> None:
+    """A request waiting in the bulkhead when its route changes gets 503 right away, not after the slow call."""
+    (b,) = backends(1)
+    gw.set([simple_route(bulkhead=BulkheadPolicy(max_concurrent=1, max_queue=1, max_wait=0.3))], [b.instance()])
+    async with httpx.AsyncClient(base_url=gw.url, timeout=10) as client:
+        first = asyncio.create_task(client.get("/sleep?s=2"))
+        await asyncio.sleep(0.2)
+        queued = asyncio.create_task(client.get("/whoami"))
+        await asyncio.sleep(0.05)
+        t0 = time.monotonic()
+        gw.set([simple_route(bulkhead=BulkheadPolicy(max_concurrent=1, max_queue=2, max_wait=0.3))], [b.instance()])
+        r = await queued
+        waited = time.monotonic() - t0
+        assert (await first).status_code == 200
+    assert r.status_code == 503 and r.json()["error"]["code"] == "bulkhead_full"
+    assert waited < 1.0
