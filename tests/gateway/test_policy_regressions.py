@@ -16,7 +16,7 @@ from gateway_harness import GatewayUnderTest, simple_route
 from jishi.core.resilience import Admission, Bulkhead
 from jishi.gateway import policy
 from jishi.gateway.policy_queue import WaitQueue
-from jishi.registry.policies import BulkheadPolicy
+from jishi.registry.policies import BulkheadPolicy, RateLimit
 
 
 @pytest.fixture
@@ -105,3 +105,33 @@ async def test_route_change_refuses_bulkhead_waiters_at_once(gw: GatewayUnderTes
         assert (await first).status_code == 200
     assert r.status_code == 503 and r.json()["error"]["code"] == "bulkhead_full"
     assert waited < 1.0
+
+
+async def _read_statuses(reader: asyncio.StreamReader, n: int) -> list[int]:
+    got: list[int] = []
+    while len(got) < n:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
+        got.append(int(head.split(b" ")[1]))
+    return got
+
+
+@pytest.mark.parametrize("limited", [True, False], ids=["rate-limited", "no-route"])
+async def test_400_pipelined_refusals_all_answered(gw: GatewayUnderTest, backends, limited: bool) -> None:
+    """400 requests pipelined behind a slow one, each refused at once (429 or 404), all get their answer in order."""
+    (b,) = backends(1)
+    if limited:
+        gw.set([simple_route(rate_limit=RateLimit(requests=1, period=60, key="route"))], [b.instance()])
+        first, rest, status = b"/sleep?s=0.3", b"/whoami", 429
+    else:
+        gw.set([simple_route(prefix="/ok")], [b.instance()])
+        first, rest, status = b"/ok/sleep?s=0.3", b"/nope", 404
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    try:
+        n = 400
+        writer.write(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % first + b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % rest * n)
+        got = await _read_statuses(reader, n + 1)
+    finally:
+        writer.close()
+    assert got == [200] + [status] * n

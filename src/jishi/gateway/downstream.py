@@ -90,6 +90,7 @@ class ClientConnection(asyncio.Protocol):
         self.head_since = 0.0
         self.idle_since = self.loop.time()
         self.out: list[bytes] = []  # response bytes not yet written: flushed once per event
+        self._starting = False  # `finish` is starting queued requests (a loop, not a recursion)
 
     def flush(self) -> None:
         """Write everything produced so far in one call (one syscall per event, not per piece)."""
@@ -353,15 +354,45 @@ class ClientConnection(asyncio.Protocol):
             self._close()
             return
         if self.queue:
-            nxt = self.queue.popleft()
-            if not self.queue:
-                self.resume(_P_PIPELINE)
-            dispatch.start(self, nxt)
-            return
+            if not self._starting:
+                self._start_queued()
+            return  # (when starting: the loop of the outer `finish` goes on with the next one)
         if self.broken is not None or self.parser is None:
             self._close()
             return
         self.idle_since = now
+
+    def _start_queued(self) -> None:
+        """Start the pipelined requests while none is active: requests answered at once (a 404, a 429) do not
+        nest one `finish` → `dispatch.start` → `finish` per request."""
+        self._starting = True
+        try:
+            queue = self.queue
+            while queue and self.active is None and not self.closed:
+                nxt = queue.popleft()
+                if not queue:
+                    self.resume(_P_PIPELINE)
+                try:
+                    dispatch.start(self, nxt)
+                except Exception:
+                    self.failed(nxt, "starting the request")
+        finally:
+            self._starting = False
+
+    def failed(self, ex: Exchange, doing: str) -> None:
+        """A bug of the gateway's own interrupted `ex` while `doing`: log it, answer 500 (or close if the response
+        has begun); the request is never left unanswered."""
+        log.exception("gateway: internal error %s %s %r", doing, ex.method.decode("latin-1"), ex.url[:200])
+        if ex.finished or self.closed:
+            return
+        if ex.resp_started:
+            self._close()
+            return
+        try:
+            self.error(ex, 500, "internal_error", "the gateway failed while handling the request; see its log")
+        except Exception:
+            log.exception("gateway: could not answer the failed request; closing the connection")
+            self._close()
 
     # --- refusals, closing and timeouts (`jishi.gateway.closing`)
 
