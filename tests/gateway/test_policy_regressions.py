@@ -12,11 +12,12 @@ from typing import Any
 import httpx
 import pytest
 from gateway_harness import GatewayUnderTest, simple_route
+from pydantic import ValidationError
 
 from jishi.core.resilience import Admission, Bulkhead
-from jishi.gateway import policy
+from jishi.gateway import dispatch, policy
 from jishi.gateway.policy_queue import WaitQueue
-from jishi.registry.policies import BulkheadPolicy, RateLimit
+from jishi.registry.policies import BulkheadPolicy, RateLimit, Rewrite
 
 
 @pytest.fixture
@@ -135,3 +136,56 @@ async def test_400_pipelined_refusals_all_answered(gw: GatewayUnderTest, backend
     finally:
         writer.close()
     assert got == [200] + [status] * n
+
+
+@pytest.fixture
+def boom(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`dispatch.proceed` fails for paths under /boom, as a bug of the gateway's would."""
+    real = dispatch.proceed
+
+    def proceed(client: Any, ex: Any, now: float) -> None:
+        if ex.url.startswith(b"/boom"):
+            raise RuntimeError("a bug")
+        real(client, ex, now)
+
+    monkeypatch.setattr(dispatch, "proceed", proceed)
+
+
+@pytest.mark.usefixtures("boom")
+async def test_failure_after_a_bulkhead_wait_is_answered_500(gw: GatewayUnderTest, backends, caplog) -> None:
+    """A request that fails once its bulkhead slot comes is answered 500 internal_error, and frees its slot."""
+    (b,) = backends(1)
+    gw.set([simple_route(bulkhead=BulkheadPolicy(max_concurrent=1, max_queue=1, max_wait=5))], [b.instance()])
+    async with httpx.AsyncClient(base_url=gw.url, timeout=5) as client:
+        first = asyncio.create_task(client.get("/sleep?s=0.3"))
+        await asyncio.sleep(0.1)
+        r = await client.get("/boom")
+        assert (await first).status_code == 200
+        assert r.status_code == 500 and r.json()["error"]["code"] == "internal_error"
+        assert (await client.get("/whoami")).status_code == 200
+    pol = gw.proxy.table.routes["svc"].policy
+    assert pol is not None and pol.c.bulkhead is not None and pol.c.bulkhead.active == 0
+    assert any(rec.exc_info and "route 'svc'" in rec.getMessage() for rec in caplog.records)
+
+
+@pytest.mark.usefixtures("boom")
+async def test_failure_starting_a_pipelined_request_is_answered_500(gw: GatewayUnderTest, backends) -> None:
+    """A pipelined request whose start fails (called from the previous one's finish) is answered 500."""
+    (b,) = backends(1)
+    gw.set([simple_route()], [b.instance()])
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    try:
+        writer.write(b"GET /sleep?s=0.2 HTTP/1.1\r\nHost: x\r\n\r\nGET /boom HTTP/1.1\r\nHost: x\r\n\r\n")
+        writer.write(b"GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert await _read_statuses(reader, 3) == [200, 500, 200]
+    finally:
+        writer.close()
+
+
+def test_rewrite_replacement_is_checked_when_loaded() -> None:
+    """A replacement naming a missing group, or a regex that only compiles as text, is refused at config time."""
+    with pytest.raises(ValidationError, match="not a valid replacement"):
+        Rewrite(path="/v2/\\2", path_regex="^/(.*)")
+    with pytest.raises(ValidationError, match="not a valid regular expression"):
+        Rewrite(path="/b", path_regex="(?u)^/a")
+    assert Rewrite(path="/v2/\\1", path_regex="^/(.*)").path == "/v2/\\1"

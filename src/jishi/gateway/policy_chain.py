@@ -146,11 +146,14 @@ class RoutePolicy:
             return
         now = self.loop.time()
         stages = self._stages
-        for i in range(start, len(stages)):
-            if not stages[i](client, ex, now, i):
-                client.flush()
-                return
-        dispatch.proceed(client, ex, now)
+        try:
+            for i in range(start, len(stages)):
+                if not stages[i](client, ex, now, i):
+                    client.flush()
+                    return
+            dispatch.proceed(client, ex, now)
+        except Exception:  # (called from the loop: nobody above would answer the request)
+            client.failed(ex, f"in the policies of route {self.name!r}")
         client.flush()
 
     def _rate_single(self, client: ClientConnection, ex: Exchange, now: float, i: int = 0) -> bool:

@@ -169,13 +169,19 @@ class Rewrite(_Model):
 
     @model_validator(mode="after")
     def _regex_compiles(self) -> Rewrite:
+        # Compiled as the gateway does (over the path's bytes), and the replacement tried, so that a rewrite
+        # that would fail on each request is refused when the route is loaded.
         if self.path_regex is not None:
-            try:
-                re.compile(self.path_regex)
-            except re.error as exc:
-                raise ValueError(f"path_regex {self.path_regex!r} is not a valid regular expression: {exc}") from exc
             if self.path is None:
                 raise ValueError("path_regex needs `path`, the replacement")
+            try:
+                pattern = re.compile(self.path_regex.encode())
+            except re.error as exc:
+                raise ValueError(f"path_regex {self.path_regex!r} is not a valid regular expression: {exc}") from exc
+            try:
+                pattern.sub(self.path.encode(), b"")
+            except (re.error, IndexError) as exc:
+                raise ValueError(f"path {self.path!r} is not a valid replacement for path_regex: {exc}") from exc
         return self
 
 
