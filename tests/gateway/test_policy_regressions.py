@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from jishi.core.resilience import Admission, Bulkhead
 from jishi.gateway import dispatch, policy
 from jishi.gateway.policy_queue import WaitQueue
-from jishi.registry.policies import BulkheadPolicy, RateLimit, Rewrite
+from jishi.registry.policies import AdaptiveConcurrency, BulkheadPolicy, RateLimit, Rewrite
 
 
 @pytest.fixture
@@ -189,3 +189,20 @@ def test_rewrite_replacement_is_checked_when_loaded() -> None:
     with pytest.raises(ValidationError, match="not a valid regular expression"):
         Rewrite(path="/b", path_regex="(?u)^/a")
     assert Rewrite(path="/v2/\\1", path_regex="^/(.*)").path == "/v2/\\1"
+
+
+async def test_route_whose_policy_cannot_be_built_is_refused(gw: GatewayUnderTest, backends, caplog) -> None:
+    """A section that fails to build (here a concurrency limit out of order) refuses the route with 503
+    policy_error and logs an ERROR naming route and section, instead of serving the route without its limits."""
+    (b,) = backends(1)
+    bad = AdaptiveConcurrency.model_construct(algorithm="aimd", initial_limit=50, min_limit=1, max_limit=10)
+    route = simple_route(rate_limit=RateLimit(requests=100, period=1, key="route")).model_copy(
+        update={"concurrency": bad}
+    )
+    gw.set([route], [b.instance()])
+    async with httpx.AsyncClient(base_url=gw.url) as client:
+        r = await client.get("/whoami")
+    assert r.status_code == 503
+    assert r.json()["error"]["code"] == "policy_error" and "concurrency" in r.json()["error"]["message"]
+    errors = [rec.getMessage() for rec in caplog.records if rec.levelname == "ERROR"]
+    assert any("route svc" in m and "concurrency" in m for m in errors)

@@ -27,6 +27,8 @@ What an exchange holds (a concurrency slot, a bulkhead slot or queue ticket, a b
 `ex.held` and given back in `done`, whatever ended it (a response, an error, the client leaving). A request the
 chain itself refused gives its permits back without an outcome. Breaker state changes are appended to
 `proxy.events` (kind "route.breaker", subject the route) and logged. `state()` is read by the report code.
+A route whose policy cannot be built (a section fails; logged as an ERROR naming route and section) is not served
+unprotected: its requests are refused with 503 `policy_error`.
 `close(table)` ends the policies of a table (Redis clients, access logs) when the proxy stops.
 """
 
@@ -36,7 +38,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from jishi.gateway.policy_build import ROUTE_SECTIONS, compile_route
+from jishi.gateway.policy_build import ROUTE_SECTIONS, Compiled, compile_route
 from jishi.gateway.policy_chain import RoutePolicy
 
 if TYPE_CHECKING:
@@ -65,7 +67,8 @@ def attach(table: RoutingTable, previous: RoutingTable | None, proxy: Proxy) -> 
         try:
             entry.policy = RoutePolicy(compile_route(spec, workers), proxy)
         except Exception:
-            log.exception("route %s: its policies could not be set up; the route runs without them", name)
+            log.exception("route %s: its policies could not be set up; its requests are refused (503)", name)
+            entry.policy = RoutePolicy(Compiled(name, spec, broken=("route",)), proxy)
     kept = {id(entry.policy) for entry in table.routes.values() if entry.policy is not None}
     for entry in old_routes.values():
         if entry.policy is not None and id(entry.policy) not in kept:

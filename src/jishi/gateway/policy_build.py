@@ -7,6 +7,8 @@ Everything a request needs is made here once, when a route's record is new or ch
 from __future__ import annotations
 
 import atexit
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,6 +47,8 @@ __all__ = [
     "concurrency_limiter",
 ]
 
+log = logging.getLogger(__name__)
+
 # What an exchange holds from the chain: bits of `Exchange.held`.
 CONC = 1  # an adaptive-concurrency slot
 BULK = 2  # a bulkhead slot
@@ -74,6 +78,7 @@ class Compiled:
     sample: float = 1.0
     fallback: tuple[int, bytes, bytes] = (200, b"", b"")
     fallback_on: frozenset[str] = field(default_factory=frozenset)
+    broken: tuple[str, ...] = ()  # sections that could not be built: the route's requests are refused
 
 
 def breaker_config(spec: BreakerPolicy) -> BreakerConfig:
@@ -104,32 +109,82 @@ def concurrency_limiter(spec: AdaptiveConcurrency) -> ConcurrencyLimiter:
 
 
 def compile_route(spec: Route, workers: int = 1) -> Compiled:
-    """Everything the chain of route `spec` needs; `workers` share a Redis limit's local fallback."""
+    """Everything the chain of route `spec` needs; `workers` share a Redis limit's local fallback.
+
+    Each section is built on its own: one that fails is logged (route and section) and named in
+    `Compiled.broken`, and the chain then refuses the route's requests (503 policy_error) rather than serve
+    them without their policies."""
     c = Compiled(spec.name, spec)
-    if spec.rate_limit is not None:
-        c.gate = RateGate(spec.rate_limit, spec.name, workers)
-    if spec.concurrency is not None:
-        c.limiter = concurrency_limiter(spec.concurrency)
-    if spec.bulkhead is not None:
-        b = spec.bulkhead
-        queue = b.max_queue if b.max_wait > 0 else 0  # no wait: no queue
-        # the wait queue answers every waiter the bulkhead drops (`WaitQueue.reap`)
-        c.bulkhead = Bulkhead(b.max_concurrent, queue, b.max_wait, keep_dropped=queue > 0)
-    if spec.breaker is not None:
-        c.breaker = Breaker(breaker_config(spec.breaker))
-        c.failure_statuses = frozenset(spec.breaker.failure_statuses)
-    if spec.rewrite is not None:
-        rw = spec.rewrite
-        if rw.path is not None or rw.request_headers is not None:
-            c.rewrite = RequestRewrite(rw, spec.name)
-        if rw.response_headers is not None:
-            c.response_edits = ResponseEdits(rw.response_headers, spec.name)
-    if spec.access_log is not None:
-        c.access_log = AccessLog(Path(spec.access_log.path))
-        # Written at the latest when the process exits, should the proxy stop without closing its policies.
-        atexit.register(c.access_log.close)
-        c.sample = spec.access_log.sample
-    if spec.fallback is not None:
-        c.fallback = fallback_bytes(spec.fallback)
-        c.fallback_on = frozenset(spec.fallback.on)
+    broken: list[str] = []
+    for section, build in _SECTIONS:
+        if getattr(spec, section) is None:
+            continue
+        try:
+            build(c, spec, workers)
+        except Exception:
+            log.exception(
+                "route %s: its %s policy could not be set up; the route's requests are refused (503 policy_error)",
+                spec.name,
+                section,
+            )
+            broken.append(section)
+    c.broken = tuple(broken)
     return c
+
+
+def _rate_limit(c: Compiled, spec: Route, workers: int) -> None:
+    assert spec.rate_limit is not None
+    c.gate = RateGate(spec.rate_limit, spec.name, workers)
+
+
+def _concurrency(c: Compiled, spec: Route, workers: int) -> None:
+    assert spec.concurrency is not None
+    c.limiter = concurrency_limiter(spec.concurrency)
+
+
+def _bulkhead(c: Compiled, spec: Route, workers: int) -> None:
+    b = spec.bulkhead
+    assert b is not None
+    queue = b.max_queue if b.max_wait > 0 else 0  # no wait: no queue
+    # the wait queue answers every waiter the bulkhead drops (`WaitQueue.reap`)
+    c.bulkhead = Bulkhead(b.max_concurrent, queue, b.max_wait, keep_dropped=queue > 0)
+
+
+def _breaker(c: Compiled, spec: Route, workers: int) -> None:
+    assert spec.breaker is not None
+    c.breaker = Breaker(breaker_config(spec.breaker))
+    c.failure_statuses = frozenset(spec.breaker.failure_statuses)
+
+
+def _rewrite(c: Compiled, spec: Route, workers: int) -> None:
+    rw = spec.rewrite
+    assert rw is not None
+    if rw.path is not None or rw.request_headers is not None:
+        c.rewrite = RequestRewrite(rw, spec.name)
+    if rw.response_headers is not None:
+        c.response_edits = ResponseEdits(rw.response_headers, spec.name)
+
+
+def _access_log(c: Compiled, spec: Route, workers: int) -> None:
+    assert spec.access_log is not None
+    c.access_log = AccessLog(Path(spec.access_log.path))
+    # Written at the latest when the process exits, should the proxy stop without closing its policies.
+    atexit.register(c.access_log.close)
+    c.sample = spec.access_log.sample
+
+
+def _fallback(c: Compiled, spec: Route, workers: int) -> None:
+    assert spec.fallback is not None
+    c.fallback = fallback_bytes(spec.fallback)
+    c.fallback_on = frozenset(spec.fallback.on)
+
+
+_SECTIONS: tuple[tuple[str, Callable[[Compiled, Route, int], None]], ...] = (
+    ("rate_limit", _rate_limit),
+    ("concurrency", _concurrency),
+    ("bulkhead", _bulkhead),
+    ("breaker", _breaker),
+    ("rewrite", _rewrite),
+    ("access_log", _access_log),
+    ("fallback", _fallback),
+)

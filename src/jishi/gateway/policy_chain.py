@@ -75,6 +75,8 @@ class RoutePolicy:
             stages.append(self._breaker)
         if c.rewrite is not None or c.response_edits is not None:
             stages.append(self._rewrite)
+        if c.broken:  # a section could not be built: refuse rather than run unprotected
+            stages = [self._policy_error]
         self._stages = tuple(stages)
         self._indexed = tuple(enumerate(stages))
         self._fail_statuses = c.failure_statuses
@@ -254,6 +256,12 @@ class RoutePolicy:
         state, retry = policy_breaker.refusal(breaker, now)
         message = f"route {self.name!r}: the circuit breaker is {state.value.replace('_', '-')}"
         self._refuse(client, ex, "breaker_open", 503, "circuit_open", message, retry, state=state.value)
+        return False
+
+    def _policy_error(self, client: ClientConnection, ex: Exchange, now: float, i: int = 0) -> bool:
+        sections = ", ".join(self.c.broken)
+        message = f"route {self.name!r} is refused: its {sections} policy could not be set up (see the gateway log)"
+        refuse(client, ex, 503, "policy_error", message)
         return False
 
     def _rewrite(self, client: ClientConnection, ex: Exchange, now: float, i: int = 0) -> bool:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "AccessLogSpec",
@@ -81,6 +81,38 @@ def _check_key(value: str) -> str:
     raise ValueError(f'must be "ip", "path", "route", "header:<name>" or "cookie:<name>", got {value!r}')
 
 
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # an RFC 9110 token: a header name
+_CTL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _latin1(value: str, what: str) -> str:
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} {value!r} must be latin-1 text (it goes into an HTTP head)") from None
+    return value
+
+
+def _header_name(value: str) -> str:
+    if not _TOKEN.match(value):
+        raise ValueError(f"{value!r} is not a header name (letters, digits and !#$%&'*+-.^_`|~ only)")
+    return value
+
+
+def _header_value(value: str) -> str:
+    if "\r" in value or "\n" in value or "\0" in value:
+        raise ValueError(f"header value {value!r} must not contain CR, LF or NUL")
+    return _latin1(value, "header value")
+
+
+def _head_path(value: str, what: str) -> str:
+    """A path that goes into a request line: printable latin-1, no spaces or control characters."""
+    _latin1(value, what)
+    if " " in value or _CTL.search(value):
+        raise ValueError(f"{what} {value!r} must not contain spaces or control characters (CR, LF, tab, ...)")
+    return value
+
+
 RequestKey = Annotated[str, BeforeValidator(lambda v: _check_key(v) if isinstance(v, str) else v)]
 
 LB_POLICIES = ("round_robin", "least_conn", "least_request", "peak_ewma", "random", "ring_hash", "maglev")
@@ -110,6 +142,11 @@ class ActiveHealthCheck(_Model):
     timeout: Duration = Field(1.0, gt=0)
     rise: int = Field(2, ge=1)  # consecutive passes before a failed instance takes traffic again
     fall: int = Field(3, ge=1)  # consecutive failures before an instance is taken out
+
+    @field_validator("path")
+    @classmethod
+    def _path_fits_a_request_line(cls, value: str) -> str:
+        return _head_path(value, "health check path")
 
 
 class OutlierDetection(_Model):
@@ -160,6 +197,15 @@ class HeaderEdits(_Model):
     add: dict[str, str] = Field(default_factory=dict)  # add a line, keeping any already there
     remove: list[str] = Field(default_factory=list)  # names, case-insensitive
 
+    @model_validator(mode="after")
+    def _valid_header_lines(self) -> HeaderEdits:
+        for name, value in [*self.set.items(), *self.add.items()]:
+            _header_name(name)
+            _header_value(value)
+        for name in self.remove:
+            _header_name(name)
+        return self
+
 
 class Rewrite(_Model):
     path: str | None = None  # replacement for the part matched by `path_regex` (or the whole path), e.g. "/v2/\\1"
@@ -171,6 +217,8 @@ class Rewrite(_Model):
     def _regex_compiles(self) -> Rewrite:
         # Compiled as the gateway does (over the path's bytes), and the replacement tried, so that a rewrite
         # that would fail on each request is refused when the route is loaded.
+        if self.path is not None:
+            _head_path(self.path, "rewrite path")
         if self.path_regex is not None:
             if self.path is None:
                 raise ValueError("path_regex needs `path`, the replacement")
@@ -200,6 +248,13 @@ class RateLimit(_Model):
     redis_timeout: Duration = Field(0.1, gt=0)  # a Redis decision slower than this is made locally instead
     shadow: bool = False  # only count and log what would be refused
 
+    @field_validator("redis")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"redis must be a redis://, rediss:// or unix:// URL, got {value!r}")
+        return value
+
 
 class BulkheadPolicy(_Model):
     max_concurrent: int = Field(ge=1)
@@ -212,6 +267,15 @@ class AdaptiveConcurrency(_Model):
     initial_limit: int = Field(20, ge=1)
     min_limit: int = Field(1, ge=1)
     max_limit: int = Field(1000, ge=1)
+
+    @model_validator(mode="after")
+    def _limits_in_order(self) -> AdaptiveConcurrency:
+        if not self.min_limit <= self.initial_limit <= self.max_limit:
+            raise ValueError(
+                f"concurrency needs min_limit <= initial_limit <= max_limit, got {self.min_limit}, "
+                f"{self.initial_limit}, {self.max_limit}"
+            )
+        return self
 
 
 class BreakerPolicy(_Model):
@@ -228,12 +292,32 @@ class BreakerPolicy(_Model):
     max_wait_in_half_open: Duration = Field(60.0, gt=0)
     failure_statuses: list[int] = Field(default_factory=lambda: [500, 502, 503, 504])
 
+    @model_validator(mode="after")
+    def _open_waits_in_order(self) -> BreakerPolicy:
+        if self.max_wait_in_open is not None and self.max_wait_in_open < self.wait_in_open:
+            raise ValueError(
+                f"breaker max_wait_in_open ({self.max_wait_in_open:g} s) must be at least wait_in_open "
+                f"({self.wait_in_open:g} s)"
+            )
+        return self
+
 
 class Fallback(_Model):
     status: int = Field(200, ge=100, le=599)
     body: str = ""
     content_type: str = "application/json"
     on: list[FallbackOn] = Field(default_factory=_default_fallback_on)
+
+    @model_validator(mode="after")
+    def _a_final_answer(self) -> Fallback:
+        _latin1(self.content_type, "fallback content_type")
+        if _CTL.search(self.content_type):
+            raise ValueError(f"fallback content_type {self.content_type!r} must not contain control characters")
+        if self.status < 200:
+            raise ValueError(f"fallback status {self.status} is not a final answer (1xx)")
+        if self.status in (204, 304) and self.body:
+            raise ValueError(f"fallback status {self.status} has no body; drop `body` or pick another status")
+        return self
 
 
 class UpstreamTLS(_Model):
