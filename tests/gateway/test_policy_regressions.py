@@ -206,3 +206,32 @@ async def test_route_whose_policy_cannot_be_built_is_refused(gw: GatewayUnderTes
     assert r.json()["error"]["code"] == "policy_error" and "concurrency" in r.json()["error"]["message"]
     errors = [rec.getMessage() for rec in caplog.records if rec.levelname == "ERROR"]
     assert any("route svc" in m and "concurrency" in m for m in errors)
+
+
+async def test_route_change_while_redis_decides_answers_the_request(gw: GatewayUnderTest, backends) -> None:
+    """A request whose Redis decision is pending when its route changes is still answered (admitted), long before
+    its 3 s Redis timeout."""
+    (b,) = backends(1)
+    writers: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)  # a "Redis" that accepts and never answers
+        await reader.read()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    rl = RateLimit(requests=100, period=1, key="route", redis=f"redis://127.0.0.1:{port}/0", redis_timeout=3)
+    try:
+        gw.set([simple_route(rate_limit=rl)], [b.instance()])
+        async with httpx.AsyncClient(base_url=gw.url, timeout=8) as client:
+            req = asyncio.create_task(client.get("/whoami"))
+            await asyncio.sleep(0.2)
+            t0 = time.monotonic()
+            gw.set([simple_route(rate_limit=rl.model_copy(update={"requests": 200}))], [b.instance()])
+            r = await req
+            assert r.status_code == 200
+            assert time.monotonic() - t0 < 2.0
+    finally:
+        for w in writers:
+            w.close()
+        server.close()

@@ -192,7 +192,11 @@ class RoutePolicy:
 
     def _redis_answered(self, task: asyncio.Task[Verdict], client: ClientConnection, ex: Exchange, i: int) -> None:
         self._tasks.discard(task)
-        if task.cancelled() or ex.finished or client.closed:
+        if ex.finished or client.closed:
+            return
+        if task.cancelled():  # the route changed (`aclose`) before Redis answered: the request is not dropped
+            log.warning("route %s changed while a rate limit decision was pending; admitting the request", self.name)
+            self._continue(client, ex, i + 1)
             return
         error = task.exception()
         if error is not None:
