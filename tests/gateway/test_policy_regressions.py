@@ -17,7 +17,8 @@ from pydantic import ValidationError
 from jishi.core.resilience import Admission, Bulkhead
 from jishi.gateway import dispatch, policy
 from jishi.gateway.policy_queue import WaitQueue
-from jishi.registry.policies import AdaptiveConcurrency, BulkheadPolicy, RateLimit, Rewrite
+from jishi.registry.model import Route
+from jishi.registry.policies import AdaptiveConcurrency, BulkheadPolicy, LoadBalancing, RateLimit, Rewrite
 
 
 @pytest.fixture
@@ -235,3 +236,45 @@ async def test_route_change_while_redis_decides_answers_the_request(gw: GatewayU
         for w in writers:
             w.close()
         server.close()
+
+
+async def test_rate_limit_keyed_by_forwarded_for_and_host(gw: GatewayUnderTest, backends) -> None:
+    """A limit of 1 per X-Forwarded-For (or per Host) value counts each value on its own, not all as "-"."""
+    (b,) = backends(1)
+    for key, header in (("header:X-Forwarded-For", "X-Forwarded-For"), ("header:Host", "Host")):
+        gw.set([simple_route(rate_limit=RateLimit(requests=1, period=60, key=key))], [b.instance()])
+        async with httpx.AsyncClient(base_url=gw.url) as client:
+            first = [(await client.get("/whoami", headers={header: f"10.0.0.{i}"})).status_code for i in range(4)]
+            again = (await client.get("/whoami", headers={header: "10.0.0.1"})).status_code
+        assert (first, again) == ([200] * 4, 429), key
+        await policy.close(gw.proxy.table)
+
+
+async def test_hash_on_forwarded_for_spreads_clients(gw: GatewayUnderTest, backends) -> None:
+    """ring_hash on header:X-Forwarded-For keeps each forwarded client on one instance and spreads them."""
+    bs = backends(3)
+    route = Route.model_validate(
+        {
+            "name": "svc",
+            "backends": [{"service": "svc"}],
+            "lb": {"policy": "ring_hash", "hash_on": "header:X-Forwarded-For"},
+        }
+    )
+    gw.set([route], [x.instance() for x in bs])
+    owners: dict[int, set[str]] = {}
+    async with httpx.AsyncClient(base_url=gw.url) as client:
+        for user in range(12):
+            for _ in range(3):
+                r = await client.get("/whoami", headers={"X-Forwarded-For": f"10.1.0.{user}"})
+                owners.setdefault(user, set()).add(r.json()["name"])
+    assert all(len(names) == 1 for names in owners.values()), owners
+    assert len(set().union(*owners.values())) >= 2
+
+
+@pytest.mark.parametrize("name", ["Connection", "upgrade", "X-Real-IP", "X-Forwarded-Proto", "Transfer-Encoding"])
+def test_keys_of_headers_the_gateway_manages_are_refused(name: str) -> None:
+    """A rate-limit key or hash_on naming a header the gateway drops or sets itself is refused, saying why."""
+    with pytest.raises(ValidationError, match="cannot be a request key"):
+        RateLimit(requests=1, key=f"header:{name}")
+    with pytest.raises(ValidationError, match="cannot be a request key"):
+        LoadBalancing(policy="ring_hash", hash_on=f"header:{name}")

@@ -207,6 +207,8 @@ def request_key(client: ClientConnection, ex: Exchange, hash_on: str) -> bytes |
     kind, wanted = parsed
     lines = ex.lines
     if kind == "header":
+        if wanted == b"x-forwarded-for":  # kept aside by the parser, not in ex.lines
+            return ex.xff
         for i in range(0, len(lines), 4):
             if lines[i].lower() == wanted:
                 return lines[i + 2]

@@ -101,6 +101,8 @@ def _key_function(key: str) -> Callable[[ClientConnection, Exchange], bytes]:
         return lambda client, ex: ex.path.partition(b"?")[0]
     lower = name.strip().lower().encode("latin-1")
     if kind == "header":
+        if lower == b"x-forwarded-for":  # kept aside by the parser (the gateway appends the client to it)
+            return lambda client, ex: ex.xff or _NO_KEY
         return lambda client, ex: _header_value(ex.lines, lower) or _NO_KEY
 
     prefix = lower + b"="

@@ -73,9 +73,32 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Request headers the gateway drops or replaces before a request key is read: no key can be made of them.
+_UNKEYED_HEADERS = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+        "transfer-encoding",
+        "expect",
+        "x-real-ip",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+    }
+)
+
+
 def _check_key(value: str) -> str:
     """A request key: "ip", "path", "route", "header:<name>" or "cookie:<name>"."""
     kind, _, name = value.partition(":")
+    if kind == "header" and name.strip().lower() in _UNKEYED_HEADERS:
+        raise ValueError(
+            f"{value!r} cannot be a request key: the gateway drops or sets the {name.strip()} header itself "
+            '(use "ip" for the client\'s address, "header:X-Forwarded-For" for the addresses it came through)'
+        )
     if value in ("ip", "path", "route") or (kind in ("header", "cookie") and name.strip()):
         return value
     raise ValueError(f'must be "ip", "path", "route", "header:<name>" or "cookie:<name>", got {value!r}')
