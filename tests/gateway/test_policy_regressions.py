@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
@@ -16,9 +17,19 @@ from pydantic import ValidationError
 
 from jishi.core.resilience import Admission, Bulkhead
 from jishi.gateway import dispatch, policy
+from jishi.gateway.exchange import Exchange
+from jishi.gateway.policy_build import compile_route
+from jishi.gateway.policy_chain import RoutePolicy
 from jishi.gateway.policy_queue import WaitQueue
-from jishi.registry.model import Route
-from jishi.registry.policies import AdaptiveConcurrency, BulkheadPolicy, LoadBalancing, RateLimit, Rewrite
+from jishi.registry.model import Route, RouteBackend
+from jishi.registry.policies import (
+    AdaptiveConcurrency,
+    BreakerPolicy,
+    BulkheadPolicy,
+    LoadBalancing,
+    RateLimit,
+    Rewrite,
+)
 
 
 @pytest.fixture
@@ -278,3 +289,28 @@ def test_keys_of_headers_the_gateway_manages_are_refused(name: str) -> None:
         RateLimit(requests=1, key=f"header:{name}")
     with pytest.raises(ValidationError, match="cannot be a request key"):
         LoadBalancing(policy="ring_hash", hash_on=f"header:{name}")
+
+
+async def test_breaker_reopen_cycles_are_published() -> None:
+    """Each failed probe cycle (open → half-open → open) publishes both changes, though the state ends as it began."""
+    loop = asyncio.get_running_loop()
+    breaker = BreakerPolicy(window_size=2, minimum_calls=2, wait_in_open=0.05, permitted_calls_in_half_open=1)
+    spec = Route(name="r", prefix="/", backends=[RouteBackend(service="s")], breaker=breaker)
+    proxy: Any = SimpleNamespace(loop=loop, events=deque())
+    p = RoutePolicy(compile_route(spec), proxy)
+    client: Any = SimpleNamespace(client_ip=b"1", closed=False)
+
+    def call(status: int) -> None:
+        ex = Exchange(loop.time(), b"/")
+        assert p._breaker(client, ex, loop.time(), 0)
+        ex.status = status
+        p.done(client, ex, loop.time())
+
+    call(503)
+    call(503)  # closed → open
+    for _ in range(3):
+        await asyncio.sleep(0.06)
+        call(503)  # open → half-open (the probe's permit) → open (it failed)
+    p.state()
+    moves = [(e.labels["from"], e.labels["to"]) for e in proxy.events]
+    assert moves == [("closed", "open")] + [("open", "half_open"), ("half_open", "open")] * 3

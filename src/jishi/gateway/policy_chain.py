@@ -115,7 +115,7 @@ class RoutePolicy:
                     breaker.on_success(now, now - ex.permit_at)
                 else:
                     breaker.release(now)
-                if breaker.state is not self._bstate:
+                if breaker.state is not self._bstate or self._bstate is not _CLOSED:  # (see _breaker_changed)
                     self._breaker_changed()
             else:
                 self._release(ex, held, now)
@@ -251,7 +251,8 @@ class RoutePolicy:
         breaker = self.breaker
         assert breaker is not None
         if breaker.state is _CLOSED or breaker.try_acquire(now):  # (closed permits every call: no call needed)
-            # (a change try_acquire made, open → half-open, is published when this exchange is done)
+            if self._bstate is not _CLOSED:  # publish a change try_acquire made (open → half-open)
+                self._breaker_changed()
             ex.held |= PERMIT
             ex.permit_at = now
             return True
@@ -315,7 +316,7 @@ class RoutePolicy:
                 breaker.on_failure(now, now - ex.permit_at)
             else:
                 breaker.on_success(now, now - ex.permit_at)
-            if breaker.state is not self._bstate:
+            if breaker.state is not self._bstate or self._bstate is not _CLOSED:
                 self._breaker_changed()
             if held == PERMIT:
                 return
@@ -349,6 +350,8 @@ class RoutePolicy:
     # --- breaker events, state, closing
 
     def _breaker_changed(self) -> None:
+        """Publish the breaker's pending state changes. Called whenever its state is not the one last published
+        and whenever that one is not closed: a cycle open → half-open → open ends in the state it began with."""
         breaker = self.breaker
         assert breaker is not None
         self._bstate = breaker.state
@@ -360,8 +363,7 @@ class RoutePolicy:
         breaker = self.breaker
         if breaker is not None:
             breaker.poll(self.loop.time())
-            if breaker.state is not self._bstate:
-                self._breaker_changed()
+            self._breaker_changed()  # (whatever the state: a cycle may have ended where it began)
         gate = self.c.gate
         shadowed = 0
         if gate is not None:
