@@ -10,6 +10,10 @@ Every `interval` seconds a route's task probes all the route's peers at once, ea
     http   GET <path> (Connection: close); passes when the status is within `expect_status` (inclusive)
     tcp    a connection can be opened
 
+A route with `upstream_tls` is checked over TLS as its requests go (`jishi.gateway.upstream_tls`: the same CA,
+client certificate and SNI name): a handshake that fails is a failed check. A probe that fails in an unexpected
+way is logged and counts as a failed check; it never ends the round for the other peers.
+
 and hands each result to the route's current peer group (`PeerGroup.health`): `fall` failures in a row take a
 peer out of that route's rotation, `rise` passes in a row put it back (then it ramps up under slow start). Peers
 start in the rotation (the registry already reports them healthy). Changes are logged and become events
@@ -24,11 +28,13 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from jishi.gateway import balancing
+from jishi.gateway.upstream_tls import client_context, server_name
 
 if TYPE_CHECKING:
     from jishi.core.balancer import Peer
     from jishi.core.routing import RoutingTable
     from jishi.gateway.proxy import Proxy
+    from jishi.registry.policies import UpstreamTLS
 
 __all__ = ["HealthChecks", "probe"]
 
@@ -85,23 +91,39 @@ class HealthChecks:
         if route is None or route.lb is None:
             return
         peers = route.lb.peers
-        results = await asyncio.gather(*(probe(spec, peer) for peer in peers))
+        tls = route.upstream_tls
+        results = await asyncio.gather(*(probe(spec, peer, tls) for peer in peers), return_exceptions=True)
         route = self.proxy.table.routes.get(name)  # the table may have changed during the probes
         if route is None or route.lb is None:
             return
         now = self.proxy.loop.time()
-        for peer, (passed, detail) in zip(peers, results, strict=True):
+        for peer, result in zip(peers, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result  # (cancelled: the check is ending)
+                log.error("route %s: health check of %s:%d failed", name, peer.address, peer.port, exc_info=result)
+                result = (False, f"check failed: {type(result).__name__}: {result}")
+            passed, detail = result
             change = route.lb.health(peer, passed, now, rise=spec.rise, fall=spec.fall)
             if change is not None:
                 balancing.health_event(self.proxy, route, change, detail)
 
 
-async def probe(spec: Any, peer: Peer) -> tuple[bool, str]:
-    """One check of `peer` as `spec` (an ActiveHealthCheck) says: (passed, what was seen)."""
+async def probe(spec: Any, peer: Peer, tls: UpstreamTLS | None = None) -> tuple[bool, str]:
+    """One check of `peer` as `spec` (an ActiveHealthCheck) says, over TLS when `tls` is given: (passed, what was
+    seen)."""
     writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(spec.timeout):
-            reader, writer = await asyncio.open_connection(peer.address, peer.port)
+            if tls is None:
+                reader, writer = await asyncio.open_connection(peer.address, peer.port)
+            else:
+                reader, writer = await asyncio.open_connection(
+                    peer.address,
+                    peer.port,
+                    ssl=client_context(tls),
+                    server_hostname=server_name(tls, peer.address),
+                )
             if spec.type == "tcp":
                 return True, "connected"
             request = (
@@ -120,8 +142,11 @@ async def probe(spec: Any, peer: Peer) -> tuple[bool, str]:
         return False, f"{spec.path} answered {status}, expected {low}-{high}"
     except TimeoutError:
         return False, f"no answer within {spec.timeout:g} s"
-    except OSError as exc:
+    except OSError as exc:  # (ssl.SSLError too: a certificate that does not verify)
         return False, f"connect failed: {exc.strerror or exc}"
+    except Exception as exc:
+        log.exception("health check of %s:%d failed unexpectedly", peer.address, peer.port)
+        return False, f"check failed: {type(exc).__name__}: {exc}"
     finally:
         if writer is not None:
             writer.close()
