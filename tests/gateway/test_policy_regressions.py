@@ -314,3 +314,38 @@ async def test_breaker_reopen_cycles_are_published() -> None:
     p.state()
     moves = [(e.labels["from"], e.labels["to"]) for e in proxy.events]
     assert moves == [("closed", "open")] + [("open", "half_open"), ("half_open", "open")] * 3
+
+
+async def test_refused_upgrade_request_closes_the_connection(gw: GatewayUnderTest, backends) -> None:
+    """An upgrade request the policy refuses (429) is answered with Connection: close and the connection ends,
+    since nothing after its head is read."""
+    (b,) = backends(1)
+    gw.set([simple_route(rate_limit=RateLimit(requests=1, period=60, key="route"))], [b.instance()])
+    async with httpx.AsyncClient(base_url=gw.url) as client:
+        assert (await client.get("/whoami")).status_code == 200
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    try:
+        writer.write(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3)
+        assert head.startswith(b"HTTP/1.1 429") and b"connection: close" in head.lower()
+        n = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        await reader.readexactly(n)
+        assert await asyncio.wait_for(reader.read(100), 3) == b""  # closed, not left hanging
+    finally:
+        writer.close()
+
+
+async def test_unroutable_upgrade_request_closes_the_connection(gw: GatewayUnderTest, backends) -> None:
+    """An upgrade request answered with an error by the gateway (404) also ends its connection."""
+    (b,) = backends(1)
+    gw.set([simple_route(prefix="/ok")], [b.instance()])
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    try:
+        writer.write(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3)
+        assert head.startswith(b"HTTP/1.1 404") and b"connection: close" in head.lower()
+        n = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        await reader.readexactly(n)
+        assert await asyncio.wait_for(reader.read(100), 3) == b""
+    finally:
+        writer.close()

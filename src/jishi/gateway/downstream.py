@@ -317,6 +317,7 @@ class ClientConnection(asyncio.Protocol):
             return
         close = (
             not ex.keep_alive
+            or ex.upgrade is not None  # nothing after an upgrade request's head is read: the connection ends
             or (ex.expect_continue and not ex.req_done)
             or self.broken is not None
             or self.parser is None

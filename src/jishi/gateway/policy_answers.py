@@ -65,6 +65,7 @@ def _closes(client: ClientConnection, ex: Exchange) -> bool:
     """Whether the connection must close after answering `ex` (as `ClientConnection.error` decides)."""
     return (
         not ex.keep_alive
+        or ex.upgrade is not None  # nothing after an upgrade request's head is read: the connection ends
         or (ex.expect_continue and not ex.req_done)
         or client.broken is not None
         or client.parser is None
