@@ -349,3 +349,31 @@ async def test_unroutable_upgrade_request_closes_the_connection(gw: GatewayUnder
         assert await asyncio.wait_for(reader.read(100), 3) == b""
     finally:
         writer.close()
+
+
+async def test_adaptive_concurrency_sample_runs_from_admission() -> None:
+    """The latency the adaptive limit learns from starts when the request is admitted, not when its head began
+    arriving (a slow client's upload is no slow instance)."""
+    loop = asyncio.get_running_loop()
+    spec = Route(name="r", prefix="/", backends=[RouteBackend(service="s")], concurrency=AdaptiveConcurrency())
+    p = RoutePolicy(compile_route(spec), SimpleNamespace(loop=loop, events=deque()))  # type: ignore[arg-type]
+    real = p.c.limiter
+    assert real is not None
+    samples: list[float] = []
+
+    class Recorder:
+        limit = real.limit
+        try_acquire = real.try_acquire
+
+        def release(self, inflight: int, rtt: float, dropped: bool = False) -> int:
+            samples.append(rtt)
+            return real.release(inflight, rtt, dropped)
+
+    p.c.limiter = Recorder()  # type: ignore[assignment]
+    client: Any = SimpleNamespace(client_ip=b"1", closed=False)
+    now = loop.time()
+    ex = Exchange(now - 10.0, b"/")  # its head began arriving 10 s ago
+    assert p._concurrency(client, ex, now, 0)
+    ex.status = 200
+    p.done(client, ex, now + 0.05)
+    assert samples == [pytest.approx(0.05)]

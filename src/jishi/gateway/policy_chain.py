@@ -221,6 +221,7 @@ class RoutePolicy:
         if inflight:
             ex.inflight = inflight
             ex.held |= CONC
+            ex.permit_at = now  # the sample runs from admission (a breaker stage after this one moves it on)
             return True
         self.shed += 1
         message = f"route {self.name!r} is at its concurrency limit of {limiter.limit} requests in progress"
@@ -326,7 +327,7 @@ class RoutePolicy:
             if ignored:
                 limiter.release_ignored()
             else:
-                limiter.release(ex.inflight, now - ex.t0, 502 <= status <= 504)
+                limiter.release(ex.inflight, now - ex.permit_at, 502 <= status <= 504)
         if held & WAIT:
             assert self._queue is not None
             self._queue.cancel(ex.ticket)
