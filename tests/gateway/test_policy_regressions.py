@@ -21,7 +21,7 @@ from jishi.gateway.exchange import Exchange
 from jishi.gateway.policy_build import compile_route
 from jishi.gateway.policy_chain import RoutePolicy
 from jishi.gateway.policy_queue import WaitQueue
-from jishi.registry.model import Route, RouteBackend
+from jishi.registry.model import Health, Instance, Route, RouteBackend
 from jishi.registry.policies import (
     AdaptiveConcurrency,
     BreakerPolicy,
@@ -377,3 +377,29 @@ async def test_adaptive_concurrency_sample_runs_from_admission() -> None:
     ex.status = 200
     p.done(client, ex, now + 0.05)
     assert samples == [pytest.approx(0.05)]
+
+
+async def test_responses_broken_off_count_as_breaker_failures(gw: GatewayUnderTest) -> None:
+    """An instance that breaks off its 200 response mid-body is a failure for the breaker: two such trip it."""
+
+    async def broken(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(broken, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        breaker = BreakerPolicy(window_size=2, minimum_calls=2, failure_rate=50, wait_in_open=30)
+        gw.set([simple_route(breaker=breaker)], [Instance(id="b-0", service="svc", port=port, health=Health.PASSING)])
+        for _ in range(2):
+            reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+            writer.write(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+            await asyncio.wait_for(reader.read(), 3)  # the broken response, then the close
+            writer.close()
+        async with httpx.AsyncClient(base_url=gw.url) as client:
+            r = await client.get("/x")
+        assert r.status_code == 503 and r.json()["error"]["code"] == "circuit_open"
+    finally:
+        server.close()

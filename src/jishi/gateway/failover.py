@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from jishi.core.retry import DEFAULT_ON, Action, Attempt, Failure, decide, fallback
 from jishi.gateway import balancing, dispatch
+from jishi.gateway.policy_build import REPLACED
 
 if TYPE_CHECKING:
     from jishi.core.balancer import Peer
@@ -73,6 +74,9 @@ def after_failure(
     if action is Action.ABORT:
         log.warning("route %s: instance %s broke off a response: %s", route.name, peer.key, message)
         ex.resp_close = True
+        if ex.held:  # the route's policies count it as the failure it is (a 502), not as the status relayed
+            ex.failed_status = 502
+            ex.held |= REPLACED
         client.finish(ex)
     elif action is Action.RETRY_FRESH:
         ex.stale_retry = True  # a pooled connection the instance had closed: try a fresh one
