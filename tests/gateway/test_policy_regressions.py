@@ -4,9 +4,11 @@ dropped on the way, route changes while requests wait, pipelined refusals, failu
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import deque
 from collections.abc import AsyncIterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,6 +25,7 @@ from jishi.gateway.policy_chain import RoutePolicy
 from jishi.gateway.policy_queue import WaitQueue
 from jishi.registry.model import Health, Instance, Route, RouteBackend
 from jishi.registry.policies import (
+    AccessLogSpec,
     AdaptiveConcurrency,
     BreakerPolicy,
     BulkheadPolicy,
@@ -403,3 +406,22 @@ async def test_responses_broken_off_count_as_breaker_failures(gw: GatewayUnderTe
         assert r.status_code == 503 and r.json()["error"]["code"] == "circuit_open"
     finally:
         server.close()
+
+
+async def test_route_log_keeps_lines_of_requests_ending_after_a_route_change(
+    gw: GatewayUnderTest, backends, tmp_path: Path
+) -> None:
+    """A request admitted before its route changed, ending after, still gets its line in the old route log."""
+    (b,) = backends(1)
+    old_log, new_log = tmp_path / "old.log", tmp_path / "new.log"
+    gw.set([simple_route(access_log=AccessLogSpec(path=str(old_log)))], [b.instance()])
+    async with httpx.AsyncClient(base_url=gw.url, timeout=5) as client:
+        slow = asyncio.create_task(client.get("/sleep?s=0.6"))
+        await asyncio.sleep(0.2)
+        gw.set([simple_route(access_log=AccessLogSpec(path=str(new_log)))], [b.instance()])
+        assert (await slow).status_code == 200
+        assert (await client.get("/whoami")).status_code == 200
+    await policy.close(gw.proxy.table)  # (also awaits the old policy's close)
+    old = [json.loads(line)["path"] for line in old_log.read_text().splitlines()]
+    new = [json.loads(line)["path"] for line in new_log.read_text().splitlines()]
+    assert (old, new) == (["/sleep?s=0.6"], ["/whoami"])

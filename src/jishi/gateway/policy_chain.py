@@ -34,6 +34,7 @@ __all__ = ["RoutePolicy"]
 log = logging.getLogger(__name__)
 
 _CLOSED = BreakerState.CLOSED
+LOG_DRAIN_LIMIT = 30.0  # seconds a replaced route's access log stays open for the requests still going on
 
 
 class RoutePolicy:
@@ -381,14 +382,26 @@ class RoutePolicy:
         if self._log is not None:
             self._log.flush()
 
+    async def _requests_done(self, limit: float = LOG_DRAIN_LIMIT) -> None:
+        """Wait (at most `limit` seconds) until the requests this policy admitted are over."""
+        deadline = self.loop.time() + limit
+        while any((ex := c.active) is not None and ex.policy is self for c in self.proxy.clients):
+            if self.loop.time() >= deadline:
+                log.warning("route %s: requests still going on after %g s; its access log closes", self.name, limit)
+                return
+            await asyncio.sleep(0.05)
+
     async def aclose(self) -> None:
-        """End this policy: its Redis decisions in flight are let finish (≤ 1 s), then everything is closed."""
+        """End this policy: its Redis decisions in flight are let finish (≤ 1 s), its access log stays open until
+        the requests it admitted are over (≤ LOG_DRAIN_LIMIT s), then everything is closed."""
         if self._queue is not None:
             self._queue.close()  # waiters are refused now, not left to a timer that no longer runs
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=1.0)
         for task in list(self._tasks):
             task.cancel()
+        if self._log is not None:
+            await self._requests_done()  # their lines go to this route's log too
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
