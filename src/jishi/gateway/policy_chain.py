@@ -116,7 +116,7 @@ class RoutePolicy:
                     breaker.on_success(now, now - ex.permit_at)
                 else:
                     breaker.release(now)
-                if breaker.state is not self._bstate or self._bstate is not _CLOSED:  # (see _breaker_changed)
+                if breaker.state is not self._bstate:
                     self._breaker_changed()
             else:
                 self._release(ex, held, now)
@@ -252,8 +252,12 @@ class RoutePolicy:
     def _breaker(self, client: ClientConnection, ex: Exchange, now: float, i: int = 0) -> bool:
         breaker = self.breaker
         assert breaker is not None
-        if breaker.state is _CLOSED or breaker.try_acquire(now):  # (closed permits every call: no call needed)
-            if self._bstate is not _CLOSED:  # publish a change try_acquire made (open → half-open)
+        if breaker.state is _CLOSED:  # (closed permits every call: no call needed)
+            ex.held |= PERMIT
+            ex.permit_at = now
+            return True
+        if breaker.try_acquire(now):
+            if breaker.state is not self._bstate:  # open → half-open: published now, before the probe's outcome
                 self._breaker_changed()
             ex.held |= PERMIT
             ex.permit_at = now
@@ -318,7 +322,7 @@ class RoutePolicy:
                 breaker.on_failure(now, now - ex.permit_at)
             else:
                 breaker.on_success(now, now - ex.permit_at)
-            if breaker.state is not self._bstate or self._bstate is not _CLOSED:
+            if breaker.state is not self._bstate:
                 self._breaker_changed()
             if held == PERMIT:
                 return
@@ -352,8 +356,9 @@ class RoutePolicy:
     # --- breaker events, state, closing
 
     def _breaker_changed(self) -> None:
-        """Publish the breaker's pending state changes. Called whenever its state is not the one last published
-        and whenever that one is not closed: a cycle open → half-open → open ends in the state it began with."""
+        """Publish the breaker's pending state changes: called whenever its state is not the one last published
+        (open → half-open as soon as try_acquire makes it, so a failed probe's half-open → open is a change too),
+        and by `state()` whatever the state."""
         breaker = self.breaker
         assert breaker is not None
         self._bstate = breaker.state
