@@ -13,6 +13,10 @@ Routes whose entry is `tracked` report each try, around the hot path's calls:
                                             for reset, connect failure, timeout; 0: no verdict) to the outlier
                                             detector, whose ejections become events in `proxy.events`
 
+For the first try `dispatch.proceed` does what `pick` (without a hash key) and `begin` do itself, one call fewer
+each; keep the two in step. A success is counted by the outlier detector with counters only (`success`), without
+a clock read; the analysis (success rate, ejection ends) runs on the tick.
+
 `tick(proxy, now)` runs on the proxy's housekeeping (every 50 ms): expired failure marks and ejections end there.
 A route without any of these sections has no peer group and is not tracked: none of this runs for it.
 """
