@@ -5,11 +5,11 @@
     Follower(control_plane, proxy, state_dir, gateway_id=..., url=...)    keeps a proxy's table current
     server_context(cert, key, sni=[(hosts, cert, key), ...])              an SSLContext for `Proxy.start(ssl=...)`
 
-Modules, along a request: `downstream` (client connections, request parsing), `exchange` (per-request state),
-`headers` (which headers are forwarded; the heads' bytes), `dispatch` (route, peer, connection, send),
-`upstream` (instance connections, pool), `relay` (the response back to the client), `failover` (carrying out
-`jishi.core.retry`), `accesslog`, `responses` (the gateway's own JSON errors), `limits` (refused framing, size
-and time limits), `tunnel` (Upgrade/WebSocket byte pipes); around them: `proxy` (listener, housekeeping), `tls`
+Modules, along a request: `downstream` (client connections) + `downstream_parse` (request parsing), `exchange`
+(per-request state), `headers` (which headers are forwarded; the heads' bytes), `dispatch` (route, peer, connection,
+send), `upstream` (instance connections, pool), `relay` (the response back to the client), `failover` (carrying out
+`jishi.core.retry`), `accesslog`, `responses` (the gateway's own JSON errors), `limits` (refused framing, size and
+time limits), `tunnel` (Upgrade/WebSocket byte pipes); around them: `proxy` (listener, housekeeping), `tls`
 (certificates, SNI), `follower` + `view` + `snapshot` (control plane → routing table, last-known-good file), `main`.
 """
 

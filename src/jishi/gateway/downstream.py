@@ -1,7 +1,8 @@
 """The client side of the proxy: one protocol per client connection.
 
-Per request: httptools parses the head (`on_url`, `on_header`, `on_headers_complete`), `jishi.gateway.dispatch`
-routes it and sends it to a peer, the body streams on (`on_body`), and the instance connection
+Per request: httptools parses the head (`on_url`, `on_header`, `on_headers_complete`; these callbacks and
+`data_received` are in `jishi.gateway.downstream_parse`), `jishi.gateway.dispatch` routes it and sends it to a
+peer, the body streams on (`on_body`), and the instance connection
 (`jishi.gateway.upstream`) hands the response back through `jishi.gateway.relay` into `out`, which is written
 to the client once per event (`flush`); `finish` ends the exchange. Requests on one connection are answered in order: a
 pipelined request waits (with reading paused) until the one before it is answered. Failover is decided by
@@ -22,24 +23,11 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
-from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
+from httptools import HttpRequestParser
 
-from jishi.gateway import closing, dispatch, limits
-from jishi.gateway.exchange import REPLAY_LIMIT, Exchange, TrailerSink
-from jishi.gateway.headers import (
-    CONNECTION,
-    CONTENT_LENGTH,
-    EXPECT,
-    FORWARD,
-    FORWARDED_FOR,
-    HOST,
-    REQUEST_ACTIONS,
-    TRANSFER_ENCODING,
-    UPGRADE,
-    connection_tokens,
-    drop_named,
-    request_action,
-)
+from jishi.gateway import closing, dispatch
+from jishi.gateway import downstream_parse as _parse
+from jishi.gateway.exchange import REPLAY_LIMIT, Exchange
 from jishi.gateway.responses import error_response
 from jishi.gateway.upstream import WRITE_HIGH
 
@@ -51,11 +39,7 @@ __all__ = ["ClientConnection"]
 log = logging.getLogger(__name__)
 
 PENDING_HIGH = 256 * 1024  # body bytes waiting for a connection before the client is paused
-_P_UPSTREAM, _P_PENDING, _P_PIPELINE, _P_CLOSING = 1, 2, 4, closing.P_CLOSING
-_CRLF = b"\r\n"
-_CHUNK_END = b"0\r\n\r\n"
-_ACTIONS_GET = REQUEST_ACTIONS.get
-_TRAILERS = TrailerSink()
+_P_UPSTREAM, _P_PENDING, _P_PIPELINE = 1, 2, _parse.P_PIPELINE  # reasons reading is paused (and closing.P_CLOSING)
 
 
 class ClientConnection(asyncio.Protocol):
@@ -128,54 +112,6 @@ class ClientConnection(asyncio.Protocol):
             self.finish(ex)
         self.queue.clear()
 
-    def data_received(self, data: bytes) -> None:
-        parser = self.parser
-        if parser is None:
-            return
-        if len(data) > self.max_head:
-            self._read_big(parser, data)
-            return
-        try:
-            parser.feed_data(data)
-        except HttpParserUpgrade as exc:
-            self._upgrade_requested(data[exc.args[0] :])
-        except HttpParserError as exc:
-            closing.parse_failed(self, exc)
-        else:
-            ex = self.parsing
-            if ex is not None and not ex.method:
-                closing.head_incomplete(self, ex, len(data))
-        if self.out:
-            self.flush()
-
-    def _upgrade_requested(self, rest: bytes) -> None:
-        """The upgrade request is complete: nothing after it is parsed. If the instance switches protocols `rest`
-        goes to it (`jishi.gateway.tunnel`); otherwise the connection closes after the response."""
-        self.parser = None
-        self.pause(_P_CLOSING)
-        self.upgrade_rest = rest
-
-    def _read_big(self, parser: HttpRequestParser, data: bytes) -> None:
-        """A read larger than max_head: every head completed in it is measured."""
-        self.big_read = True
-        if not self.head_since:
-            self.head_since = self.loop.time()
-        try:
-            parser.feed_data(data)
-        except HttpParserUpgrade as exc:
-            self._upgrade_requested(data[exc.args[0] :])
-        except HttpParserError as exc:
-            closing.parse_failed(self, exc)
-        finally:
-            self.big_read = False
-        ex = self.parsing
-        if self.parser is not None and ex is not None and not ex.method:
-            closing.head_incomplete(self, ex, len(data))  # the timer goes on from this read
-        else:
-            self.head_since = 0.0
-        if self.out:
-            self.flush()
-
     def pause_writing(self) -> None:
         self.write_paused = True
         ex = self.active
@@ -188,108 +124,16 @@ class ClientConnection(asyncio.Protocol):
         if ex is not None and ex.conn is not None and ex.conn.transport is not None:
             ex.conn.transport.resume_reading()
 
-    # --- httptools request callbacks
+    # --- reading: httptools' request callbacks (`jishi.gateway.downstream_parse`; its functions are these methods)
 
-    # (No on_message_begin: httptools skips callbacks a protocol does not define; the URL starts a request.)
+    data_received = _parse.data_received
+    on_url = _parse.on_url
+    on_header = _parse.on_header
+    on_headers_complete = _parse.on_headers_complete
+    on_body = _parse.on_body
+    on_message_complete = _parse.on_message_complete
 
-    def on_url(self, url: bytes) -> None:
-        ex = self.parsing
-        if ex is None:
-            self.parsing = self.headers_to = Exchange(self.loop.time(), url)
-        else:
-            ex.url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        action = _ACTIONS_GET(name)
-        if action is None:
-            action = request_action(name)
-        ex = self.headers_to
-        assert ex is not None
-        if action == FORWARD:
-            ex.lines += (name, b": ", value, _CRLF)
-        elif action == HOST:
-            if ex.host is not None:
-                limits.refuse(400, "bad_request", "the request has more than one Host header")
-            ex.host = value
-            ex.lines += (name, b": ", value, _CRLF)
-        elif action == CONTENT_LENGTH:
-            ex.content_length = int(value) if value.isdigit() else -1
-            ex.lines += (name, b": ", value, _CRLF)
-        else:
-            if action == FORWARDED_FOR:
-                ex.xff = value if ex.xff is None else ex.xff + b", " + value
-            elif action == TRANSFER_ENCODING:
-                parser = self.parser
-                assert parser is not None
-                if value != b"chunked" or parser.get_http_version() != "1.1":
-                    limits.transfer_encoding(parser, value)
-                ex.chunked_req = True
-            elif action == CONNECTION:
-                ex.conn_header = True
-                extra = connection_tokens(value)
-                if extra:
-                    ex.conn_tokens = (ex.conn_tokens or []) + extra
-            elif action == EXPECT:
-                ex.expect_continue = value.lower() == b"100-continue"
-            elif action == UPGRADE:
-                ex.upgrade = value
-
-    def on_headers_complete(self) -> None:
-        ex = self.parsing
-        parser = self.parser
-        assert ex is not None and parser is not None
-        ex.method = parser.get_method()
-        if self.head_since:
-            if not self.big_read:
-                self.head_since = 0.0
-            limits.check_head(ex, self.max_head)
-        keep_alive = ex.keep_alive = parser.should_keep_alive()  # an upgrade request also ends the connection
-        if ex.conn_header:
-            ex.http11 = parser.get_http_version() == "1.1"
-            if ex.conn_tokens:
-                ex.lines = drop_named(ex.lines, ex.conn_tokens)
-            if ex.upgrade is not None:
-                if parser.should_upgrade():
-                    ex.lines += (b"Connection", b": ", b"Upgrade", _CRLF, b"Upgrade", b": ", ex.upgrade, _CRLF)
-                else:
-                    ex.upgrade = None
-        else:
-            ex.http11 = keep_alive  # without a Connection header only HTTP/1.1 is kept alive
-        if ex.content_length > self.big_body:
-            if ex.content_length > REPLAY_LIMIT:
-                ex.replayable = False
-            if ex.content_length > self.max_body:
-                message = f"the request body is {ex.content_length} bytes; the limit is {self.max_body}"
-                limits.refuse(413, "body_too_large", message)
-        if ex.chunked_req:
-            self.headers_to = _TRAILERS  # header callbacks from now on are the body's trailer fields: dropped
-        if self.active is None:
-            dispatch.start(self, ex)
-        else:
-            self.queue.append(ex)
-            self.pause(_P_PIPELINE)
-
-    def on_body(self, body: bytes) -> None:
-        ex = self.parsing
-        assert ex is not None
-        if ex.finished:
-            return  # answered already (an error, or an early response): the rest of the body is discarded
-        if ex.chunked_req:
-            ex.body_in += len(body)
-            if ex.body_in > self.max_body:
-                message = f"the chunked request body exceeds the limit of {self.max_body} bytes"
-                limits.refuse(413, "body_too_large", message)
-            dispatch.body(self, ex, b"%x\r\n" % len(body), body, _CRLF)
-        else:
-            dispatch.body(self, ex, body)
-
-    def on_message_complete(self) -> None:
-        ex = self.parsing
-        assert ex is not None
-        self.parsing = None
-        ex.req_done = True
-        if ex.chunked_req and not ex.finished:
-            dispatch.body(self, ex, _CHUNK_END)
+    # --- a body waiting for a connection
 
     def body_waiting(self, size: int) -> None:
         """`size` body bytes wait for a connection: stop reading the client while there are too many."""
