@@ -43,6 +43,7 @@ SERVICE_POLICIES = (
     "health_check",
     "outlier",
     "retry",
+    "hedge",
     "timeout",
     "rate_limit",
     "concurrency",

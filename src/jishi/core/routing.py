@@ -98,12 +98,15 @@ class InstanceLike(Protocol):
 
 
 class RouteCounters:
-    """Counters of one route that outlive table rebuilds (read at scrape time): retries started."""
+    """Counters of one route that outlive table rebuilds (read at scrape time): retries started, hedges sent and
+    hedges whose response won."""
 
-    __slots__ = ("retries",)
+    __slots__ = ("hedges_sent", "hedges_won", "retries")
 
     def __init__(self) -> None:
         self.retries = 0
+        self.hedges_sent = 0
+        self.hedges_won = 0
 
 
 @dataclass(slots=True)
@@ -136,6 +139,7 @@ class RouteEntry:
     tracked: bool = False
     lb: Any = None  # the `PeerGroup` (attached by the gateway)
     budget: Any = None  # the `jishi.core.resilience.RetryBudget` (attached by the gateway)
+    hedge: Any = None  # the `jishi.core.resilience.HedgePolicy` of a route with a hedge section (gateway-attached)
     counters: RouteCounters = field(default_factory=RouteCounters)
 
     @property

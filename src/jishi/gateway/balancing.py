@@ -29,7 +29,7 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from jishi.core.peer_group import PeerGroup
-from jishi.core.resilience import RetryBudget
+from jishi.core.resilience import HedgePolicy, RetryBudget
 from jishi.registry.model import EventRecord
 
 if TYPE_CHECKING:
@@ -72,6 +72,10 @@ def attach(table: RoutingTable, previous: RoutingTable | None, proxy: Proxy) -> 
                 budget.min_retries,
             )
             route.budget = kept if same else RetryBudget(budget.percent, budget.min_retries)
+        hedge = getattr(spec, "hedge", None)
+        if hedge is not None:  # hedged tries are counted like any other (`jishi.gateway.hedging`)
+            route.hedge = HedgePolicy(hedge.delay, hedge.max_hedges)
+            route.tracked = True
     proxy.groups = groups
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from jishi.core.retry import Failure
-from jishi.gateway import balancing, failover
+from jishi.gateway import balancing, failover, hedging
 from jishi.gateway.exchange import REPLAY_LIMIT
 from jishi.gateway.headers import origin_form, request_head
 
@@ -114,6 +114,8 @@ def proceed(client: ClientConnection, ex: Exchange, now: float) -> None:
         send(client, ex, conn, now)
     else:
         client.proxy.connect(peer.addr, _connect_timeout(ex, route.connect_timeout, now), client, ex, peer)
+    if tracked and route.hedge is not None and ex.idempotent and ex.upgrade is None:
+        hedging.arm(client, ex, route.hedge, now)
 
 
 def try_peer(client: ClientConnection, ex: Exchange, same_peer: Peer | None) -> None:
@@ -173,6 +175,8 @@ def connected(
     client: ClientConnection, ex: Exchange, peer: Peer, conn: UpstreamConnection | None, error: BaseException | None
 ) -> None:
     """The proxy's connect for `ex` finished (with a connection or an error)."""
+    if ex.hedge is not None and hedging.connected(client, ex, peer, conn, error):
+        return
     if ex.finished or client.closed or ex is not client.active or ex.peer is not peer:
         if conn is not None:
             client.pool.release(conn)
@@ -185,11 +189,15 @@ def connected(
         message = f"connect to {peer.address}:{peer.port} {what}"
         if ex.tracked:
             balancing.end(client, ex, 504 if timed_out else 503)
+        if ex.hedge is not None and hedging.promote(client, ex, peer, Failure.CONNECT, message, False):
+            return  # a hedge in flight goes on as the request's try
         failover.after_failure(
             client, ex, peer, Failure.CONNECT, message, reused=False, got_bytes=False, timed_out=timed_out
         )
     else:
         send(client, ex, conn, client.loop.time())
+        if ex.hedge is not None:
+            conn.hedged = ex.hedge  # the current try's connection: its head settles the hedging
     client.flush()
 
 

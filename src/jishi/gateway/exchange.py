@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from jishi.core.balancer import Peer
     from jishi.core.routing import RouteEntry
+    from jishi.gateway.hedging import Hedging
     from jishi.gateway.policy import RoutePolicy
     from jishi.gateway.policy_rewrite import ResponseEdits
     from jishi.gateway.upstream import UpstreamConnection
@@ -69,6 +70,7 @@ class Exchange:
     tracked = False  # the current try is counted (in flight on its peer, in the retry budget)
     try_start = 0.0  # loop time the current try started
     retry_held = False  # holds a retry slot of the route's budget until the try it was taken for ends
+    hedge: Hedging | None = None  # its hedging, on a route with a `hedge` section (`jishi.gateway.hedging`)
     # What the route's policy chain holds for it (`jishi.gateway.policy`): bits of held resources, the
     # adaptive limiter's in-flight count at admission, a bulkhead ticket while queued, when the breaker's
     # permit was taken, the status that decides the breaker's outcome when a fallback replaced an error, and

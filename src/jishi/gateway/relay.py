@@ -18,16 +18,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from jishi.gateway import failover
+from jishi.core.retry import Failure
+from jishi.gateway import failover, hedging
 from jishi.gateway.responses import STATUS_LINES, status_line
 
 if TYPE_CHECKING:
-    from jishi.core.retry import Failure
     from jishi.gateway.downstream import ClientConnection
     from jishi.gateway.upstream import UpstreamConnection
 
 __all__ = ["body", "done", "failed", "head"]
 
+LOST = Failure.LOST
 _CRLF = b"\r\n"
 _CHUNK_END = b"0\r\n\r\n"
 _TE_CHUNKED = b"Transfer-Encoding: chunked\r\n"
@@ -101,6 +102,10 @@ def failed(client: ClientConnection, conn: UpstreamConnection, kind: Failure, me
     ex.conn = None
     peer = ex.peer
     assert peer is not None
+    if ex.hedge is not None:
+        stale = kind is LOST and conn.reused and not conn.got_bytes
+        if hedging.promote(client, ex, peer, kind, message, stale):
+            return  # a hedge in flight goes on as the request's try
     failover.after_failure(
         client, ex, peer, kind, message, reused=conn.reused, got_bytes=conn.got_bytes, timed_out=False
     )

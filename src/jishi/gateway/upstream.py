@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, cast
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from jishi.core.retry import Failure
-from jishi.gateway import balancing, failover, relay, tunnel
+from jishi.gateway import balancing, failover, hedging, relay, tunnel
 from jishi.gateway.headers import FORWARD, LENGTH, RESPONSE_ACTIONS, TE, response_action
 from jishi.gateway.upstream_tls import client_context, server_name
 
@@ -58,6 +58,7 @@ class UpstreamConnection(asyncio.Protocol):
         "got_bytes",
         "has_length",
         "head_lines",
+        "hedged",
         "idle_since",
         "last_read",
         "no_body",
@@ -92,6 +93,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.chunked = False
         self.close_delimited = False
         self.upgraded = False  # the instance answered 101 to an upgrade request
+        self.hedged: object = None  # a request being hedged: its `Hedging` or `HedgeTry` (`jishi.gateway.hedging`)
 
     # --- driven by the owner
 
@@ -124,6 +126,8 @@ class UpstreamConnection(asyncio.Protocol):
             ex = owner.active
             if ex is not None and ex.tracked and ex.conn is self:
                 balancing.end(owner, ex, 0)  # abandoned (the client went away): no verdict on the instance
+            if self.hedged is not None and owner.closed:
+                hedging.client_gone(self)
 
     def abort(self) -> None:
         """Drop the connection now: it is in an unknown state."""
@@ -214,6 +218,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.head_lines = []  # an interim response (100 Continue): wait for the final one
             self.has_length = self.chunked = False
             return
+        if self.hedged is not None and hedging.on_head(self):
+            return  # a hedge's answer after its request was over: dropped with its connection
         owner = self.owner
         assert owner is not None
         if status >= 500:
@@ -263,6 +269,8 @@ class UpstreamConnection(asyncio.Protocol):
             owner.flush()
 
     def _fail(self, kind: Failure, message: str) -> None:
+        if self.hedged is not None and hedging.on_fail(self, kind, message):
+            return  # a hedge failed: its try ended; the request goes on with its other tries
         owner = self.owner
         if owner is not None:
             ex = owner.active

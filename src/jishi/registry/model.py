@@ -31,6 +31,7 @@ from jishi.registry.policies import (
     BulkheadPolicy,
     Duration,
     Fallback,
+    HedgeSpec,
     LoadBalancing,
     OutlierDetection,
     RateLimit,
@@ -144,6 +145,7 @@ class Route(_Model):
     health_check: ActiveHealthCheck | None = None
     outlier: OutlierDetection | None = None
     retry: RetryPolicy | None = None  # overrides `retries` when given
+    hedge: HedgeSpec | None = None  # idempotent requests slow to answer also go to another instance
     timeout: Duration | None = Field(None, gt=0)  # the whole request, every try included
     rewrite: Rewrite | None = None
     access_log: AccessLogSpec | None = None

@@ -11,6 +11,7 @@ first) — the same order as `docs/configuration.md` documents:
     health_check     ActiveHealthCheck   checks the gateway itself makes to each instance of the route
     outlier          OutlierDetection    passive ejection on consecutive 5xx / gateway errors / success rate
     retry            RetryPolicy         what is retried, how often, per-try timeout, backoff, budget
+    hedge            HedgeSpec           a slow idempotent request is also sent to another instance; first head wins
     timeout          total time for the whole request (every try), None: only the per-try limits
     rewrite          Rewrite             path rewrite, request and response headers set/add/remove
     access_log       AccessLogSpec       a JSON-lines access log of this route's requests in its own file
@@ -38,6 +39,7 @@ __all__ = [
     "Duration",
     "Fallback",
     "HeaderEdits",
+    "HedgeSpec",
     "LoadBalancing",
     "OutlierDetection",
     "RateLimit",
@@ -213,6 +215,14 @@ class RetryPolicy(_Model):
     backoff_base: Duration = Field(0.0, ge=0)  # first retry waits up to this (full jitter); 0: at once
     backoff_max: Duration = Field(0.25, ge=0)
     budget: RetryBudgetSpec | None = Field(default_factory=lambda: RetryBudgetSpec())
+
+
+class HedgeSpec(_Model):
+    """Request hedging: an idempotent request with its body complete that has no response head after `delay` is
+    also sent to another instance (counted as a retry in the route's retry budget); the first head wins."""
+
+    delay: Duration = Field(gt=0)  # after the first try started (and between further hedges)
+    max_hedges: int = Field(1, ge=1, le=3)  # extra tries at most
 
 
 class HeaderEdits(_Model):
