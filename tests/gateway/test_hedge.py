@@ -64,6 +64,14 @@ def settled(gateway: GatewayUnderTest) -> tuple[list[int], int, int]:
     return active, budget.active_requests if budget else 0, budget.active_retries if budget else 0
 
 
+async def eventually(check: Any, within: float = 5.0) -> None:
+    """Poll `check()` on the loop until it is truthy (AssertionError after `within` seconds)."""
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, f"not settled within {within} s"
+        await asyncio.sleep(0.02)
+
+
 async def timed(client: httpx.AsyncClient, method: str, path: str) -> tuple[float, httpx.Response]:
     t0 = time.monotonic()
     r = await client.request(method, path)
@@ -161,9 +169,29 @@ async def test_client_gone_while_hedged_balances_the_accounting(gateway: Gateway
     async with httpx.AsyncClient(base_url=gateway.url, timeout=0.3) as client:
         with pytest.raises(httpx.ReadTimeout):
             await client.get("/whoami")
-    await asyncio.sleep(0.1)
+    await eventually(lambda: settled(gateway) == ([0, 0], 0, 0))
     assert gateway.proxy.table.routes["svc"].counters.hedges_sent == 1
-    assert settled(gateway) == ([0, 0], 0, 0)
+
+
+async def test_route_change_while_hedged_balances_the_old_group(gateway: GatewayUnderTest, procs: ProcessGroup) -> None:
+    """The table changes (a third instance) while a request and its hedge are in flight: the answer comes, and the
+    old route's peer group and budget end with nothing in flight, as does the new one."""
+    slow = [start_slow(procs, f"slow{i}", 0.5) for i in range(3)]
+    hedged = route(hedge={"delay": "50ms"}, retry={"budget": {"percent": 100, "min_retries": 4}})
+    gateway.set([hedged], [instance(b) for b in slow[:2]])
+    old = gateway.proxy.table.routes["svc"]
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as client:
+        pending = asyncio.ensure_future(client.get("/whoami"))
+        await eventually(lambda: sorted(p.endpoint.active for p in old.lb.peers) == [1, 1])
+        gateway.set([hedged], [instance(b) for b in slow])
+        new = gateway.proxy.table.routes["svc"]
+        assert new.lb is not old.lb
+        r = await pending
+    assert r.status_code == 200
+    assert [p.endpoint.active for p in old.lb.peers] == [0, 0]
+    assert (old.budget.active_requests, old.budget.active_retries) == (0, 0)
+    assert settled(gateway) == ([0, 0, 0], 0, 0)
+    assert new.counters.hedges_sent == 1
 
 
 async def test_total_timeout_ends_the_hedge_too(gateway: GatewayUnderTest, procs: ProcessGroup) -> None:
@@ -178,7 +206,7 @@ async def test_total_timeout_ends_the_hedge_too(gateway: GatewayUnderTest, procs
 
 def test_hedge_section_is_validated() -> None:
     """`delay` must be positive and `max_hedges` 1..3; durations are read like every other."""
-    assert route(hedge={"delay": "50ms"}).hedge.delay == pytest.approx(0.05)  # type: ignore[union-attr]
+    assert route(hedge={"delay": "50ms"}).hedge.delay == pytest.approx(0.05)
     for bad in ({"delay": 0}, {"delay": "10ms", "max_hedges": 4}, {"delay": "10ms", "max_hedges": 0}, {}):
         with pytest.raises(ValidationError):
             route(hedge=bad)
