@@ -139,7 +139,7 @@ class RouteEntry:
     tracked: bool = False
     lb: Any = None  # the `PeerGroup` (attached by the gateway)
     budget: Any = None  # the `jishi.core.resilience.RetryBudget` (attached by the gateway)
-    hedge: Any = None  # the `jishi.core.resilience.HedgePolicy` of a route with a hedge section (gateway-attached)
+    hedge: Any = None  # a route with a hedge section: its `jishi.gateway.hedging.HedgeTimer` (gateway-attached)
     counters: RouteCounters = field(default_factory=RouteCounters)
 
     @property

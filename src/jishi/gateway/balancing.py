@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from jishi.core.peer_group import PeerGroup
 from jishi.core.resilience import HedgePolicy, RetryBudget
+from jishi.gateway import hedging
 from jishi.registry.model import EventRecord
 
 if TYPE_CHECKING:
@@ -74,7 +75,10 @@ def attach(table: RoutingTable, previous: RoutingTable | None, proxy: Proxy) -> 
             route.budget = kept if same else RetryBudget(budget.percent, budget.min_retries)
         hedge = getattr(spec, "hedge", None)
         if hedge is not None:  # hedged tries are counted like any other (`jishi.gateway.hedging`)
-            route.hedge = HedgePolicy(hedge.delay, hedge.max_hedges)
+            kept_timer = old.hedge if old is not None else None
+            policy = HedgePolicy(hedge.delay, hedge.max_hedges)
+            same_timer = kept_timer is not None and kept_timer.policy == policy
+            route.hedge = kept_timer if same_timer else hedging.HedgeTimer(policy)
             route.tracked = True
     proxy.groups = groups
 

@@ -94,6 +94,7 @@ class Exchange:
         self.inflight = 0
         self.ticket = 0
         self.response_edits = None
+        self.hedge = None  # (written by `jishi.gateway.hedging.arm` after others: in place now, so the order holds)
 
     @property
     def idempotent(self) -> bool:

@@ -1,10 +1,12 @@
 """Request hedging on a route with a `hedge` section: a slow try gets a twin on another instance; the first head wins.
 
-`dispatch.proceed` arms hedging for an idempotent request on such a route (`arm`): a timer fires `delay` after the
-first try started. If by then no response head has come, the request body is complete and kept (replayable),
-the route's total timeout has not passed and another instance exists (never one already tried or in flight), the
-retry budget is asked (`jishi.core.resilience.Hedge.try_hedge`: a hedge holds one retry slot) and the same
-request is sent to that instance — again every `delay`, up to `max_hedges`.
+`dispatch.proceed` arms hedging for an idempotent request on such a route (`arm`): `delay` after the first try
+started, the route's `HedgeTimer` fires it (one loop timer per route, not one per request: every request of a
+route waits the same `delay`, so a FIFO queue is in due order; a request that got its answer is skipped there).
+If by then no response head has come, the request body is complete and kept (replayable), the route's total
+timeout has not passed and another instance exists (never one already tried or in flight), the retry budget is
+asked (`jishi.core.resilience.Hedge.try_hedge`: a hedge holds one retry slot) and the same request is sent to
+that instance — again every `delay`, up to `max_hedges`.
 
 The exchange's own fields (`ex.conn`, `ex.peer`, `ex.tracked`, `ex.try_start`, `ex.retry_held`) always describe
 its *current* try; each hedge in flight is a `HedgeTry` holding the same five fields, swapped into the exchange
@@ -26,6 +28,7 @@ Hedges sent and hedges that won are counted in the route's `counters` (`hedges_s
 from __future__ import annotations
 
 import logging
+from collections import deque
 from typing import TYPE_CHECKING
 
 from jishi.core.retry import Failure
@@ -40,22 +43,58 @@ if TYPE_CHECKING:
     from jishi.gateway.exchange import Exchange
     from jishi.gateway.upstream import UpstreamConnection
 
-__all__ = ["HedgeTry", "Hedging", "arm", "client_gone", "connected", "on_fail", "on_head", "promote"]
+__all__ = ["HedgeTimer", "HedgeTry", "Hedging", "arm", "client_gone", "connected", "on_fail", "on_head", "promote"]
 
 log = logging.getLogger(__name__)
 
 
+class HedgeTimer:
+    """A route's hedging policy and its queue of requests waiting for their next hedge, in due order."""
+
+    __slots__ = ("due", "loop", "policy", "timer")
+
+    def __init__(self, policy: HedgePolicy) -> None:
+        self.policy = policy
+        self.due: deque[tuple[float, Hedging]] = deque()
+        self.timer: asyncio.TimerHandle | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def add(self, loop: asyncio.AbstractEventLoop, at: float, h: Hedging) -> None:
+        """`h` is due at loop time `at` (never before what is queued already: the delay is the route's)."""
+        self.due.append((at, h))
+        if self.timer is None:
+            self.loop = loop
+            self.timer = loop.call_at(at, self._run)
+
+    def _run(self) -> None:
+        self.timer = None
+        loop = self.loop
+        assert loop is not None
+        now = loop.time()
+        due = self.due
+        while due:
+            at, h = due[0]
+            if at > now:  # (the loop's timer may fire a little early)
+                self.timer = loop.call_at(at, self._run)
+                return
+            due.popleft()
+            try:
+                _fire(h)
+            except Exception:  # one request's failure must not stop the others' hedges
+                log.exception("route hedging failed for one request")
+
+
 class Hedging:
-    """One request's hedging: its `Hedge` (when the next is due), the hedges in flight and the pending timer."""
+    """One request's hedging: its `Hedge` (when the next is due), the route's timer and the hedges in flight."""
 
     __slots__ = ("client", "ex", "hedge", "timer", "tries")
 
-    def __init__(self, client: ClientConnection, ex: Exchange, hedge: Hedge) -> None:
+    def __init__(self, client: ClientConnection, ex: Exchange, hedge: Hedge, timer: HedgeTimer) -> None:
         self.client = client
         self.ex = ex
         self.hedge = hedge
+        self.timer = timer
         self.tries: list[HedgeTry] = []
-        self.timer: asyncio.TimerHandle | None = None
 
 
 class HedgeTry:
@@ -72,13 +111,14 @@ class HedgeTry:
         self.retry_held = retry_held
 
 
-def arm(client: ClientConnection, ex: Exchange, policy: HedgePolicy, now: float) -> None:
+def arm(client: ClientConnection, ex: Exchange, timer: HedgeTimer, now: float) -> None:
     """The first try of `ex` started at `now` on a route that hedges: the first hedge is due `delay` later."""
-    h = Hedging(client, ex, policy.start(now))
+    hedge = timer.policy.start(now)
+    h = Hedging(client, ex, hedge, timer)
     ex.hedge = h
     if ex.conn is not None:
         ex.conn.hedged = h
-    h.timer = client.loop.call_later(policy.delay, _fire, h)
+    timer.add(client.loop, now + timer.policy.delay, h)  # = hedge.next_at
 
 
 def _swap(ex: Exchange, t: HedgeTry) -> None:
@@ -95,10 +135,10 @@ def _live(h: Hedging) -> bool:
 
 
 def _fire(h: Hedging) -> None:
-    h.timer = None
     client, ex = h.client, h.ex
     if not _live(h):
         _cancel_all(h)
+        ex.hedge = None  # (the two refer to each other: let them go without the cycle collector)
         return
     route = ex.route
     assert route is not None
@@ -109,9 +149,10 @@ def _fire(h: Hedging) -> None:
     if ex.deadline and now >= ex.deadline:
         return
     if hedge.next_at is None:
+        if not h.tries:
+            ex.hedge = None  # settled: nothing left to hedge
         return
-    if now < hedge.next_at:  # the loop's timer may fire a little early: wait for the rest
-        h.timer = client.loop.call_later(hedge.next_at - now, _fire, h)
+    if now < hedge.next_at:
         return
     exclude: list[Peer] = [t.peer for t in h.tries if t.peer is not None]
     if ex.peer is not None:
@@ -144,7 +185,7 @@ def _fire(h: Hedging) -> None:
             timeout = max(0.001, min(timeout, ex.deadline - now))
         client.proxy.connect(peer.addr, timeout, client, ex, peer)
     if hedge.next_at is not None:
-        h.timer = client.loop.call_later(max(0.0, hedge.next_at - now), _fire, h)
+        h.timer.add(client.loop, hedge.next_at, h)
 
 
 def _send(h: Hedging, t: HedgeTry, conn: UpstreamConnection, now: float) -> None:
@@ -177,19 +218,17 @@ def _drop(h: Hedging, t: HedgeTry, status: int) -> None:
 
 
 def _cancel_all(h: Hedging) -> None:
-    h.hedge.settle()
-    if h.timer is not None:
-        h.timer.cancel()
-        h.timer = None
-    for t in list(h.tries):
-        _drop(h, t, 0)
+    h.hedge.next_at = None  # Hedge.settle, inlined (skipped when its turn in the route's queue comes)
+    if h.tries:
+        for t in list(h.tries):
+            _drop(h, t, 0)
 
 
 def on_head(conn: UpstreamConnection) -> bool:
     """A response head arrived on `conn` (tagged): it wins. True: drop this response (its request is over)."""
     tag = conn.hedged
     conn.hedged = None
-    if isinstance(tag, Hedging):  # the current try won
+    if tag.__class__ is Hedging:  # the current try won (the usual case: its answer came before `delay`)
         _cancel_all(tag)
         return False
     assert isinstance(tag, HedgeTry)
