@@ -16,6 +16,8 @@ from lb_harness import instance, start_faulty
 from pydantic import ValidationError
 
 from jishi.core.resilience import HedgePolicy
+from jishi.gateway.admin import render
+from jishi.gateway.stats import policy_state
 from jishi.registry.model import Route
 from jishi.testing import ProcessGroup, free_port, wait_for_port
 
@@ -98,6 +100,10 @@ async def test_slow_instance_is_hedged_and_the_quick_answer_wins(
     counters = gateway.proxy.table.routes["svc"].counters
     assert counters.hedges_sent >= 3 and counters.hedges_won == counters.hedges_sent
     assert settled(gateway) == ([0, 0], 0, 0)
+    state = policy_state(gateway.proxy)["svc"]  # what the report carries, and /metrics shows
+    assert (state["hedges_sent"], state["hedges_won"]) == (counters.hedges_sent, counters.hedges_won)
+    exposition = render(lambda: {"policies": {"svc": state}}).decode()
+    assert f'jishi_gateway_hedges_total{{outcome="won",route="svc"}} {float(counters.hedges_won)}' in exposition
 
 
 async def test_a_try_failing_while_its_hedge_is_in_flight_costs_no_retry(

@@ -162,7 +162,8 @@ def test_merge_adds_rows_gauges_and_policies() -> None:
     def worker(n: int, breaker: str, ejected: list[str]) -> dict[str, Any]:
         row = [0] * (RETRIES + 1)
         row[2] = n
-        policy = {"breaker": breaker, "rate_limited": n, "shed": 0, "retries": 1, "ejected": ejected}
+        policy = {"breaker": breaker, "rate_limited": n, "shed": 0, "retries": 1, "ejected": ejected,
+                  "hedges_sent": n, "hedges_won": 1}  # fmt: skip
         return {"started_at": float(n), "workers": 1, "connections": n, "upstream": {"idle": 1, "busy": 0},
                 "rows": [["r", "s/a", row]], "policies": {"r": policy}, "events": []}  # fmt: skip
 
@@ -175,6 +176,8 @@ def test_merge_adds_rows_gauges_and_policies() -> None:
         "shed": 0,
         "retries": 2,
         "ejected": ["s/a", "s/b"],
+        "hedges_sent": 7,
+        "hedges_won": 2,
     }
 
 

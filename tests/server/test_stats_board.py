@@ -85,13 +85,14 @@ def test_gateways_are_summed_and_stale_ones_dropped() -> None:
 def test_policies_are_merged_over_gateways() -> None:
     """Per-route policy state: counts summed, the most alarming breaker state, ejected instances united."""
     board = StatsBoard()
-    p1 = {"breaker": "closed", "rate_limited": 2, "shed": 1, "retries": 3, "ejected": ["s/a"]}
-    p2 = {"breaker": "half_open", "rate_limited": 1, "shed": 0, "retries": 0, "ejected": []}
+    p1 = {"breaker": "closed", "rate_limited": 2, "shed": 1, "retries": 3, "ejected": ["s/a"], "hedges_sent": 4}
+    p2 = {"breaker": "half_open", "rate_limited": 1, "shed": 0, "retries": 0, "ejected": [], "hedges_won": 2}
     board.ingest("g1", report([], policies={"r": p1}), now=100.0)
     board.ingest("g2", report([], policies={"r": p2}), now=100.0)
     assert board.snapshot(100.0)["policies"] == {
-        "r": {"breaker": "half_open", "rate_limited": 3, "shed": 1, "retries": 3, "ejected": ["s/a"]}
-    }
+        "r": {"breaker": "half_open", "rate_limited": 3, "shed": 1, "retries": 3, "ejected": ["s/a"],
+              "hedges_sent": 4, "hedges_won": 2}
+    }  # fmt: skip
 
 
 def test_requests_without_route_or_instance_stay_out_of_the_maps() -> None:

@@ -20,6 +20,7 @@ its gateways' reports, so a metric has the same name and labels wherever it is s
     jishi_gateway_retries_total{route}, jishi_gateway_rate_limited_total{route}, jishi_gateway_shed_total{route}
     jishi_gateway_breaker_state{route,state}                           1 for the route's state, 0 for the others
     jishi_gateway_ejected_instances{route}                             gauge
+    jishi_gateway_hedges_total{route,outcome}                          hedged tries: "sent", and "won" (relayed)
 """
 
 from __future__ import annotations
@@ -114,7 +115,14 @@ def families(report: dict[str, Any]) -> Iterator[Metric]:
         "jishi_gateway_breaker_state", "Circuit breaker state per route", labels=["route", "state"]
     )
     ejected = GaugeMetricFamily("jishi_gateway_ejected_instances", "Instances ejected as outliers", labels=["route"])
+    hedges = CounterMetricFamily(
+        "jishi_gateway_hedges",
+        "Hedged tries sent, and those whose answer was the one relayed",
+        labels=["route", "outcome"],
+    )
     for name, state in sorted(policies.items()):
+        hedges.add_metric([name, "sent"], state.get("hedges_sent") or 0)
+        hedges.add_metric([name, "won"], state.get("hedges_won") or 0)
         retries.add_metric([name], state.get("retries") or 0)
         limited.add_metric([name], state.get("rate_limited") or 0)
         shed.add_metric([name], state.get("shed") or 0)
@@ -123,7 +131,7 @@ def families(report: dict[str, Any]) -> Iterator[Metric]:
         if current is not None:
             for value in BREAKER_STATES:
                 breaker.add_metric([name, value], 1 if value == current else 0)
-    yield from (retries, limited, shed, breaker, ejected)
+    yield from (retries, limited, shed, breaker, ejected, hedges)
 
 
 class _ReportCollector:

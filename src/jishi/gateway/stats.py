@@ -128,12 +128,15 @@ def policy_state(proxy: Proxy) -> dict[str, dict[str, Any]]:
         if callable(retries):
             retries = retries()
         ejected = getattr(route, "ejected", None)
+        counters = getattr(route, "counters", None)
         out[name] = {
             "breaker": state.get("breaker"),
             "rate_limited": int(state.get("rate_limited", 0)),
             "shed": int(state.get("shed", 0)),
             "retries": int(retries) if retries is not None else None,
             "ejected": sorted(ejected()) if ejected is not None else [],
+            "hedges_sent": int(getattr(counters, "hedges_sent", 0)),
+            "hedges_won": int(getattr(counters, "hedges_won", 0)),
         }
     return out
 
@@ -209,7 +212,15 @@ def merge(reports: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _neutral_policy() -> dict[str, Any]:
-    return {"breaker": None, "rate_limited": 0, "shed": 0, "retries": 0, "ejected": []}
+    return {
+        "breaker": None,
+        "rate_limited": 0,
+        "shed": 0,
+        "retries": 0,
+        "ejected": [],
+        "hedges_sent": 0,
+        "hedges_won": 0,
+    }
 
 
 def _merge_policy(into: dict[str, Any], state: dict[str, Any]) -> None:
@@ -218,6 +229,6 @@ def _merge_policy(into: dict[str, Any], state: dict[str, Any]) -> None:
         into["breaker"] is None or _BREAKER_RANK.get(breaker, 0) > _BREAKER_RANK.get(into["breaker"], 0)
     ):
         into["breaker"] = breaker
-    for field in ("rate_limited", "shed", "retries"):
+    for field in ("rate_limited", "shed", "retries", "hedges_sent", "hedges_won"):
         into[field] += int(state.get(field) or 0)
     into["ejected"] = sorted(set(into["ejected"]) | set(state.get("ejected", ())))

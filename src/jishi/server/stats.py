@@ -28,6 +28,8 @@ from typing import Any
 
 from jishi.gateway.stats import B0, BOUNDS, CLASSES, ROW_LEN, SUM, merge, service_of
 
+POLICY_FIELDS = ("breaker", "rate_limited", "shed", "retries", "ejected", "hedges_sent", "hedges_won")
+
 __all__ = ["StatsBoard", "quantile"]
 
 Key = tuple[str, str]
@@ -168,8 +170,5 @@ class StatsBoard:
             "routes": {name: acc.row() for name, acc in sorted(routes.items())},
             "services": {name: acc.row() for name, acc in sorted(services.items())},
             "instances": {name: acc.row() for name, acc in sorted(instances.items())},
-            "policies": {
-                name: {k: state.get(k) for k in ("breaker", "rate_limited", "shed", "retries", "ejected")}
-                for name, state in sorted(policies.items())
-            },
+            "policies": {name: {k: state.get(k) for k in POLICY_FIELDS} for name, state in sorted(policies.items())},
         }
