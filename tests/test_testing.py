@@ -85,3 +85,14 @@ def test_memory_transport_keeps_counts_and_notifies() -> None:
     assert counted.get_extra_info("peername") == ("127.0.0.1", 2) and not counted.is_closing()
     counted.abort()
     assert counted.is_closing()
+
+
+def test_metric_samples_keys_by_name_and_sorted_labels() -> None:
+    """An exposition's samples come back by (name, sorted labels), counters with their _total name."""
+    from jishi.testing import metric_samples
+
+    text = '# TYPE jishi_x counter\njishi_x_total{b="2",a="1"} 3.0\n# TYPE jishi_g gauge\njishi_g 7\n'
+    assert metric_samples(text) == {
+        ("jishi_x_total", (("a", "1"), ("b", "2"))): 3.0,
+        ("jishi_g", ()): 7.0,
+    }

@@ -8,19 +8,11 @@ from pathlib import Path
 
 import httpx
 from agent_harness import eventually, passing, running_agent, service_spec
-from prometheus_client.parser import text_string_to_metric_families
 
 from jishi.agent import supervisor
 from jishi.agent.metrics import AgentMetrics
 from jishi.registry import Registry
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return out
+from jishi.testing import metric_samples
 
 
 async def test_metrics_count_slots_restarts_health_and_probes(cp: Registry, tmp_path: Path) -> None:
@@ -48,7 +40,7 @@ async def test_metrics_count_slots_restarts_health_and_probes(cp: Registry, tmp_
 
             await eventually(restarted, within=10.0)
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-                found = samples((await client.get("/metrics")).text)
+                found = metric_samples((await client.get("/metrics")).text)
                 missing = await client.get("/other")
         finally:
             await metrics.stop()

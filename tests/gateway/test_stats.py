@@ -10,13 +10,13 @@ from typing import Any
 import httpx
 import pytest
 from gateway_harness import GatewayUnderTest, simple_route
-from prometheus_client.parser import text_string_to_metric_families
 
 from jishi.gateway.admin import AdminServer, render
 from jishi.gateway.exchange import Exchange
 from jishi.gateway.reporter import LocalMetrics, Reporter
 from jishi.gateway.stats import B0, BOUNDS, RETRIES, SUM, Stats, merge
 from jishi.registry.model import Health, Instance
+from jishi.testing import metric_samples
 
 
 async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -56,14 +56,6 @@ async def send_known_traffic(base_url: str, prefix: str = "") -> None:
             await client.get(path)
 
 
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of an exposition as {(name, sorted labels): value}."""
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return out
-
 
 def check_known_traffic(found: dict[tuple[str, tuple[tuple[str, str], ...]], float], instance: str) -> None:
     """The exact counts and buckets `send_known_traffic` must leave (route "svc", service "svc")."""
@@ -98,7 +90,7 @@ async def test_scrape_after_known_traffic_has_exact_counts_and_buckets(
     finally:
         await admin.stop()
     assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/plain; version=0.0.4")
-    found = samples(reply.text)
+    found = metric_samples(reply.text)
     check_known_traffic(found, "svc/a")
     assert found[("jishi_gateway_retries_total", (("route", "svc"),))] == 0
     assert found[("jishi_gateway_upstream_idle_connections", ())] >= 1  # the backend keeps connections alive
@@ -111,7 +103,7 @@ async def test_unrouted_requests_are_counted_without_route_or_instance(gateway: 
     gateway.proxy.stats = Stats()
     async with httpx.AsyncClient(base_url=gateway.url) as client:
         assert (await client.get("/nowhere")).status_code == 404
-    found = samples(render(LocalMetrics(gateway.proxy).current).decode())
+    found = metric_samples(render(LocalMetrics(gateway.proxy).current).decode())
     key = (("code_class", "4xx"), ("instance", ""), ("route", ""), ("service", ""))
     assert found[("jishi_gateway_requests_total", key)] == 1
 
@@ -200,7 +192,7 @@ async def test_breaker_state_and_rate_limit_rejections_reach_metrics(
         for _ in range(8):
             statuses.append((await client.get("/code/500")).status_code)
     assert statuses.count(429) == 2  # 6 admitted by the limit: 4 reach the instance, then the breaker is open
-    found = samples(render(LocalMetrics(gateway.proxy).current).decode())
+    found = metric_samples(render(LocalMetrics(gateway.proxy).current).decode())
     assert found[("jishi_gateway_rate_limited_total", (("route", "svc"),))] == 2
     assert found[("jishi_gateway_breaker_state", (("route", "svc"), ("state", "open")))] == 1
     assert found[("jishi_gateway_breaker_state", (("route", "svc"), ("state", "closed")))] == 0

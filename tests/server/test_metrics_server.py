@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from jishi.api import HttpControlPlane
 from jishi.errors import ControlPlaneError
@@ -17,6 +16,7 @@ from jishi.gateway.stats import B0, ROW_LEN, SUM
 from jishi.registry import Health, Instance, Registry, ServiceSpec
 from jishi.server import create_app
 from jishi.store.sqlite import SqliteStore
+from jishi.testing import metric_samples
 
 
 @pytest.fixture
@@ -35,13 +35,6 @@ async def cp(registry: Registry) -> AsyncIterator[tuple[HttpControlPlane, httpx.
         yield client, http
     await client.aclose()
 
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return out
 
 
 def gateway_report(ok: int, err: int, events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -65,7 +58,7 @@ async def test_metrics_show_store_revision_op_latency_registry_and_gateway_traff
     await client.report_gateway("gw1", gateway_report(7, 3))
     reply = await http.get("/metrics")
     assert reply.headers["content-type"].startswith("text/plain; version=0.0.4")
-    found = samples(reply.text)
+    found = metric_samples(reply.text)
     assert found[("jishi_store_revision", ())] == await registry.revision()
     assert found[("jishi_store_operation_duration_seconds_count", (("op", "put"),))] >= 2
     assert found[("jishi_store_operation_duration_seconds_count", (("op", "txn"),))] >= 1  # set_health

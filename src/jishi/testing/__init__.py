@@ -5,8 +5,17 @@ find free loopback ports, and a harness that starts real processes and always st
 """
 
 from jishi.testing.clock import FakeClock
+from jishi.testing.metrics import metric_samples
 from jishi.testing.ports import free_port, wait_for_port
 from jishi.testing.processes import ManagedProcess, ProcessGroup
 from jishi.testing.transport import MemoryTransport
 
-__all__ = ["FakeClock", "ManagedProcess", "MemoryTransport", "ProcessGroup", "free_port", "wait_for_port"]
+__all__ = [
+    "FakeClock",
+    "ManagedProcess",
+    "MemoryTransport",
+    "ProcessGroup",
+    "free_port",
+    "metric_samples",
+    "wait_for_port",
+]
