@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -158,10 +158,14 @@ class ShopRun:
 
 
 class Load:
-    """`threads` keep-alive clients GETting `path` through the gateway, together about `rate` requests/s."""
+    """`threads` keep-alive clients GETting `path` through the gateway, together about `rate` requests/s.
 
-    def __init__(self, gateway_port: int, path: str, rate: float = 200.0, threads: int = 16) -> None:
-        self.port, self.path = gateway_port, path
+    A subclass changes what one request is (`_request`) and what counts as a success (`_accept`)."""
+
+    def __init__(
+        self, gateway_port: int, path: str, rate: float = 200.0, threads: int = 16, timeout: float = 5.0
+    ) -> None:
+        self.port, self.path, self.timeout = gateway_port, path, timeout
         self.interval = threads / rate
         self.stop_event = threading.Event()
         self.lock = threading.Lock()
@@ -169,9 +173,9 @@ class Load:
         self.failures: list[str] = []
         self.by_instance: Counter[str] = Counter()
         self.started = self.elapsed = 0.0
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+        self.threads = [threading.Thread(target=self._run, args=(n,), daemon=True) for n in range(threads)]
 
-    def __enter__(self) -> Load:
+    def __enter__(self) -> Self:
         self.started = time.monotonic()
         for t in self.threads:
             t.start()
@@ -180,7 +184,7 @@ class Load:
     def __exit__(self, *exc: object) -> None:
         self.stop_event.set()
         for t in self.threads:
-            t.join(timeout=10)
+            t.join(timeout=3 * self.timeout)
         self.elapsed = time.monotonic() - self.started
 
     @property
@@ -188,21 +192,32 @@ class Load:
         """Successful requests per second over the whole run."""
         return self.ok / self.elapsed
 
-    def _run(self) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+    def _request(self, conn: http.client.HTTPConnection, n: int, i: int) -> None:
+        """Send request `i` of client `n` on `conn`."""
+        conn.request("GET", self.path)
+
+    def _accept(self, status: int, body: bytes) -> bool:
+        """Count a response; False if it is a failure."""
+        if status != 200:
+            return False
+        instance = json.loads(body).get("instance", "?")
+        with self.lock:
+            self.ok += 1
+            self.by_instance[instance] += 1
+        return True
+
+    def _run(self, n: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
         next_at = time.monotonic()
+        i = 0
         while not self.stop_event.is_set():
+            i += 1
             try:
-                conn.request("GET", self.path)
+                self._request(conn, n, i)
                 resp = conn.getresponse()
                 body = resp.read()
-                if resp.status == 200:
-                    instance = json.loads(body).get("instance", "?")
-                    with self.lock:
-                        self.ok += 1
-                        self.by_instance[instance] += 1
-                else:
-                    self._fail(f"{resp.status} {body[:200]!r}")
+                if not self._accept(resp.status, body):
+                    self._fail(f"{resp.status} {body[:300]!r}")
                 if resp.getheader("connection", "").lower() == "close":
                     conn.close()
             except (OSError, http.client.HTTPException, ValueError) as exc:

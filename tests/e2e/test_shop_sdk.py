@@ -6,68 +6,33 @@ import http.client
 import json
 import os
 import signal
-import threading
 import time
 from collections import Counter
 
 import httpx
 import pytest
-from shop_harness import ShopRun
+from shop_harness import Load, ShopRun
 
 pytestmark = pytest.mark.slow
 
 
-class OrderLoad:
+class OrderLoad(Load):
     """`threads` clients POSTing orders through the gateway to orders, together about `rate` orders/s."""
 
     def __init__(self, gateway_port: int, rate: float = 40.0, threads: int = 4) -> None:
-        self.port = gateway_port
-        self.interval = threads / rate
-        self.stop_event = threading.Event()
-        self.lock = threading.Lock()
+        super().__init__(gateway_port, "/api/orders/orders", rate, threads, timeout=10.0)
         self.created: list[dict[str, object]] = []
-        self.failures: list[str] = []
-        self.threads = [threading.Thread(target=self._run, args=(n,), daemon=True) for n in range(threads)]
 
-    def __enter__(self) -> OrderLoad:
-        for t in self.threads:
-            t.start()
-        return self
+    def _request(self, conn: http.client.HTTPConnection, n: int, i: int) -> None:
+        order = {"user_id": 1 + (n + i) % 3, "item_id": 1 + i % 5, "qty": 1 + n}
+        conn.request("POST", self.path, body=json.dumps(order), headers={"Content-Type": "application/json"})
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop_event.set()
-        for t in self.threads:
-            t.join(timeout=15)
-
-    def _run(self, n: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        next_at = time.monotonic()
-        i = 0
-        while not self.stop_event.is_set():
-            i += 1
-            order = {"user_id": 1 + (n + i) % 3, "item_id": 1 + i % 5, "qty": 1 + n}
-            try:
-                conn.request("POST", "/api/orders/orders", body=json.dumps(order),
-                             headers={"Content-Type": "application/json"})  # fmt: skip
-                resp = conn.getresponse()
-                body = resp.read()
-                if resp.status == 201:
-                    with self.lock:
-                        self.created.append(json.loads(body))
-                else:
-                    self._fail(f"{resp.status} {body[:300]!r}")
-                if resp.getheader("connection", "").lower() == "close":
-                    conn.close()
-            except (OSError, http.client.HTTPException, ValueError) as exc:
-                self._fail(repr(exc))
-                conn.close()
-            next_at += self.interval
-            time.sleep(max(0.0, next_at - time.monotonic()))
-        conn.close()
-
-    def _fail(self, what: str) -> None:
+    def _accept(self, status: int, body: bytes) -> bool:
+        if status != 201:
+            return False
         with self.lock:
-            self.failures.append(f"{time.monotonic():.3f} {what}")
+            self.created.append(json.loads(body))
+        return True
 
 
 def wait_catalog_back(shop: ShopRun, gone: set[int], timeout: float = 20.0) -> None:
