@@ -56,7 +56,6 @@ async def send_known_traffic(base_url: str, prefix: str = "") -> None:
             await client.get(path)
 
 
-
 def check_known_traffic(found: dict[tuple[str, tuple[tuple[str, str], ...]], float], instance: str) -> None:
     """The exact counts and buckets `send_known_traffic` must leave (route "svc", service "svc")."""
     labels = (("instance", instance), ("route", "svc"), ("service", "svc"))

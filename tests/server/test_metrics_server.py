@@ -36,7 +36,6 @@ async def cp(registry: Registry) -> AsyncIterator[tuple[HttpControlPlane, httpx.
     await client.aclose()
 
 
-
 def gateway_report(ok: int, err: int, events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     row: list[Any] = [0] * ROW_LEN
     row[2], row[5], row[B0 + 4], row[SUM] = ok, err, ok + err, 0.02 * (ok + err)
