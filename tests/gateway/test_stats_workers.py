@@ -13,11 +13,11 @@ from typing import Any
 import httpx
 import pytest
 from gateway_harness import simple_route
-from test_stats import backend_port, check_known_traffic, samples, send_known_traffic
+from test_stats import backend_port, check_known_traffic, send_known_traffic
 
 from jishi.api import HttpControlPlane
 from jishi.registry import Health, Instance
-from jishi.testing import ProcessGroup, free_port
+from jishi.testing import ProcessGroup, free_port, metric_samples
 
 __all__ = ["backend_port"]
 
@@ -72,7 +72,7 @@ async def test_two_workers_are_summed_at_metrics_and_reported_to_stats(
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{admin_port}") as admin:
 
         async def summed() -> dict[Any, float]:
-            found = samples((await admin.get("/metrics")).text)
+            found = metric_samples((await admin.get("/metrics")).text)
             check_known_traffic(found, "svc/a")
             assert found[("jishi_gateway_workers", ())] == 2
             return found
@@ -98,7 +98,7 @@ async def test_two_workers_are_summed_at_metrics_and_reported_to_stats(
         assert [g["workers"] for g in stats["gateways"]] == [2]
         assert stats["window"] == 10.0
         text = (await client.get("/metrics")).text
-    found = samples(text)
+    found = metric_samples(text)
     check_known_traffic(found, "svc/a")
     assert found[("jishi_store_revision", ())] >= 4
     assert found[("jishi_store_operation_duration_seconds_count", (("op", "put"),))] >= 1
