@@ -39,9 +39,15 @@ class Pair:
         self.down = MemoryTransport(("10.1.2.3", 5555))
         self.client.connection_made(self.down)  # type: ignore[arg-type]
 
+    def feed(self, data: bytes) -> None:
+        """`data` from the client, and this loop turn's writes made (as the loop does after its reads)."""
+        self.client.data_received(data)
+        self.proxy.writes.run()
+
     def respond(self, *reads: bytes) -> bytes:
         for data in reads:
             self.upstream.data_received(data)
+        self.proxy.writes.run()
         return self.down.take()
 
 
@@ -66,7 +72,7 @@ def test_request_header_names_are_classified_in_any_case_and_cached() -> None:
 
 async def test_request_head_sent_to_the_instance_is_exact(pair: Pair) -> None:
     """Headers in order as sent, hop-by-hop ones and those named in Connection dropped, forwarding headers added."""
-    pair.client.data_received(
+    pair.feed(
         b"GET /api/items?x=1 HTTP/1.1\r\nHost: shop.test\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\n"
         b"Accept: */*\r\nX-Forwarded-For: 10.0.0.9\r\nTE: trailers\r\n\r\n"
     )
@@ -79,7 +85,7 @@ async def test_request_head_sent_to_the_instance_is_exact(pair: Pair) -> None:
 
 async def test_response_head_split_over_reads_after_an_interim_100(pair: Pair) -> None:
     """A 100 Continue and a final head arriving in odd pieces give the client just the final response."""
-    pair.client.data_received(b"GET /api/a HTTP/1.1\r\nHost: h\r\n\r\n")
+    pair.feed(b"GET /api/a HTTP/1.1\r\nHost: h\r\n\r\n")
     raw = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nX-A: 1\r\nContent-Length: 3\r\n\r\nabc"
     out = pair.respond(raw[:10], raw[10:30], raw[30:60], raw[60:])
     assert out == b"HTTP/1.1 201 Created\r\nX-A: 1\r\nContent-Length: 3\r\n\r\nabc"
@@ -88,7 +94,7 @@ async def test_response_head_split_over_reads_after_an_interim_100(pair: Pair) -
 
 async def test_response_hop_by_hop_headers_are_dropped_and_the_body_rechunked(pair: Pair) -> None:
     """Connection/Keep-Alive/Transfer-Encoding from the instance are not relayed; the gateway frames the body."""
-    pair.client.data_received(b"GET /api/a HTTP/1.1\r\nHost: h\r\n\r\n")
+    pair.feed(b"GET /api/a HTTP/1.1\r\nHost: h\r\n\r\n")
     out = pair.respond(
         b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\n"
         b"X-B: 2\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
@@ -98,11 +104,11 @@ async def test_response_hop_by_hop_headers_are_dropped_and_the_body_rechunked(pa
 
 async def test_http10_client_gets_close_unless_it_asked_for_keep_alive(pair: Pair) -> None:
     """HTTP/1.0 without keep-alive: Connection: close and the connection ends; with it: Connection: keep-alive."""
-    pair.client.data_received(b"GET /api/a HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\n\r\n")
+    pair.feed(b"GET /api/a HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\n\r\n")
     out = pair.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx")
     assert out == b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: keep-alive\r\n\r\nx"
     assert not pair.down.closed
-    pair.client.data_received(b"GET /api/a HTTP/1.0\r\nHost: h\r\n\r\n")
+    pair.feed(b"GET /api/a HTTP/1.0\r\nHost: h\r\n\r\n")
     out = pair.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\ny")
     assert out == b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\n\r\ny"
     assert pair.down.closed
@@ -110,7 +116,7 @@ async def test_http10_client_gets_close_unless_it_asked_for_keep_alive(pair: Pai
 
 async def test_request_without_host_gets_the_instance_address(pair: Pair) -> None:
     """An HTTP/1.0 request without Host is sent with Host set to the instance and no X-Forwarded-Host."""
-    pair.client.data_received(b"GET /api/x HTTP/1.0\r\n\r\n")
+    pair.feed(b"GET /api/x HTTP/1.0\r\n\r\n")
     assert pair.up.take() == (
         b"GET /x HTTP/1.1\r\nX-Forwarded-For: 10.1.2.3\r\nX-Real-IP: 10.1.2.3\r\nX-Forwarded-Proto: http\r\n"
         b"Host: 127.0.0.1:9000\r\n\r\n"
@@ -119,9 +125,7 @@ async def test_request_without_host_gets_the_instance_address(pair: Pair) -> Non
 
 async def test_absolute_form_target_and_chunked_body_are_forwarded_in_origin_form(pair: Pair) -> None:
     """`POST http://h/api/x` goes as `/x` with Host h; a chunked body is re-chunked behind its head."""
-    pair.client.data_received(
-        b"POST http://h.test/api/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
-    )
+    pair.feed(b"POST http://h.test/api/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
     assert pair.up.take() == (
         b"POST /x HTTP/1.1\r\nHost: h.test\r\nX-Forwarded-For: 10.1.2.3\r\nX-Real-IP: 10.1.2.3\r\n"
         b"X-Forwarded-Proto: http\r\nTransfer-Encoding: chunked\r\nX-Forwarded-Host: h.test\r\n\r\n"
@@ -149,10 +153,10 @@ def dechunk(body: bytes) -> bytes:
 def feed(pair: Pair, data: bytes, *, step: int = 0) -> None:
     """Deliver `data` to the client side in one read, or `step` bytes per read."""
     if not step:
-        pair.client.data_received(data)
+        pair.feed(data)
         return
     for i in range(0, len(data), step):
-        pair.client.data_received(data[i : i + step])
+        pair.feed(data[i : i + step])
 
 
 @pytest.mark.parametrize("step", [0, 1, 7])

@@ -110,7 +110,7 @@ def close(client: ClientConnection) -> None:
         refusal, client.broken = client.broken, None
         write_refusal_and_close(client, refusal)
         return
-    client.flush()
+    client.write_now()
     transport = client.transport
     if client.closed or transport is None:
         client.closed = True

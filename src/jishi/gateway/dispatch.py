@@ -234,11 +234,7 @@ def body(client: ClientConnection, ex: Exchange, *pieces: bytes) -> None:
     ex.body_size += size
     conn = ex.conn
     if conn is not None:
-        if len(pieces) == 1:
-            conn.write(pieces[0])
-        else:
-            assert conn.transport is not None
-            conn.transport.writelines(pieces)
+        conn.write(*pieces)
         if ex.replayable:
             if ex.body_size > REPLAY_LIMIT:
                 ex.replayable = False

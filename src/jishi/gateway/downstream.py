@@ -4,7 +4,8 @@ Per request: httptools parses the head (`on_url`, `on_header`, `on_headers_compl
 `data_received` are in `jishi.gateway.downstream_parse`), `jishi.gateway.dispatch` routes it and sends it to a
 peer, the body streams on (`on_body`), and the instance connection
 (`jishi.gateway.upstream`) hands the response back through `jishi.gateway.relay` into `out`, which is written
-to the client once per event (`flush`); `finish` ends the exchange. Requests on one connection are answered in order: a
+to the client in one call at the end of the loop turn, with every other connection's writes (`flush`,
+`jishi.gateway.writes`); `finish` ends the exchange. Requests on one connection are answered in order: a
 pipelined request waits (with reading paused) until the one before it is answered. Failover is decided by
 `jishi.core.retry.decide` and carried out by `jishi.gateway.failover`.
 
@@ -50,6 +51,8 @@ class ClientConnection(asyncio.Protocol):
         self.proto = b"https" if https else b"http"  # X-Forwarded-Proto
         self.loop = proxy.loop
         self.pool = proxy.pool
+        self.writes = proxy.writes
+        self.queued = False  # in `writes`: `out` is written at the end of this loop turn
         self.transport: asyncio.Transport | None = None
         self.parser: HttpRequestParser | None = HttpRequestParser(self)
         self.client_ip = b"-"
@@ -77,11 +80,19 @@ class ClientConnection(asyncio.Protocol):
         self._starting = False  # `finish` is starting queued requests (a loop, not a recursion)
 
     def flush(self) -> None:
-        """Write everything produced so far in one call (one syscall per event, not per piece)."""
+        """Have everything produced so far written in one call at the end of this loop turn, with the other
+        connections' writes (`jishi.gateway.writes`)."""
+        if self.out and not self.queued:
+            self.queued = True
+            self.writes.add(self)
+
+    def write_now(self) -> None:
+        """Write everything produced so far in one call, now (before a close; and for `writes`)."""
+        self.queued = False
         out = self.out
-        if out and self.transport is not None:
+        if out and self.transport is not None and not self.closed:
             self.transport.write(b"".join(out) if len(out) > 1 else out[0])
-            out.clear()
+        out.clear()
 
     # --- asyncio.Protocol
 

@@ -30,6 +30,7 @@ from jishi.gateway import balancing, dispatch, policy
 from jishi.gateway.downstream import ClientConnection
 from jishi.gateway.health import HealthChecks
 from jishi.gateway.upstream import Pool, UpstreamConnection
+from jishi.gateway.writes import WriteBatch
 from jishi.registry.model import EventRecord
 
 if TYPE_CHECKING:
@@ -71,7 +72,9 @@ class Proxy:
         self.max_head_size = max_head_size  # a larger request head is refused with 431
         self.max_body_size = max_body_size  # a larger request body is refused with 413
         self.header_timeout = header_timeout  # a request head incomplete for longer is answered 408
-        self.pool = Pool(self.loop, max_idle=upstream_max_idle, idle_timeout=upstream_idle_timeout)
+        # Every connection's writes of a loop turn are made together at its end (`jishi.gateway.writes`).
+        self.writes = WriteBatch(self.loop)
+        self.pool = Pool(self.loop, max_idle=upstream_max_idle, idle_timeout=upstream_idle_timeout, writes=self.writes)
         self.clients: set[ClientConnection] = set()
         self.tunnels: set[Tunnel] = set()  # upgraded connections (WebSocket), piping bytes both ways
         self.stopping = False

@@ -111,7 +111,7 @@ def switch(client: ClientConnection, conn: UpstreamConnection, rest: bytes) -> N
     out += (b"Connection: Upgrade\r\nUpgrade: ", ex.upgrade, b"\r\n\r\n")
     if rest:
         out.append(rest)
-    client.flush()
+    client.write_now()  # before the transport is handed to the tunnel, which writes to it directly
     ex.resp_close = True
     client.closed = True
     client.finish(ex)  # logs the exchange; the client connection is done as an HTTP connection

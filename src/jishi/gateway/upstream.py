@@ -29,6 +29,7 @@ from jishi.core.retry import Failure
 from jishi.gateway import balancing, failover, hedging, relay, tunnel
 from jishi.gateway.headers import FORWARD, LENGTH, RESPONSE_ACTIONS, TE, response_action
 from jishi.gateway.upstream_tls import client_context, server_name
+from jishi.gateway.writes import WriteBatch
 
 if TYPE_CHECKING:
     from jishi.gateway.downstream import ClientConnection
@@ -51,6 +52,7 @@ class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "_loop",
         "_reset_parser",
+        "_writes",
         "addr",
         "chunked",
         "close_delimited",
@@ -62,9 +64,11 @@ class UpstreamConnection(asyncio.Protocol):
         "idle_since",
         "last_read",
         "no_body",
+        "out",
         "owner",
         "parser",
         "pool",
+        "queued",
         "reused",
         "status",
         "timeout",
@@ -76,6 +80,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.pool = pool
         self.addr = addr
         self._loop = pool.loop
+        self._writes = pool.writes
+        self.out: list[bytes] = []  # request bytes to write at the end of this loop turn (`jishi.gateway.writes`)
+        self.queued = False
         self.transport: asyncio.Transport | None = None
         self.parser = HttpResponseParser(self)
         self.owner: ClientConnection | None = None
@@ -110,12 +117,31 @@ class UpstreamConnection(asyncio.Protocol):
         self.timeout = read_timeout
         self.last_read = now
         self.pool.busy.add(self)
-        assert self.transport is not None
-        self.transport.write(data)
+        self.out.append(data)
+        if not self.queued:
+            self.queued = True
+            self._writes.add(self)
 
-    def write(self, data: bytes) -> None:
-        assert self.transport is not None
-        self.transport.write(data)
+    def write(self, *pieces: bytes) -> None:
+        """Send `pieces` (more of the request body) with this loop turn's writes."""
+        self.out += pieces
+        if not self.queued:
+            self.queued = True
+            self._writes.add(self)
+
+    def write_now(self) -> None:
+        """Write what is queued, now (for `jishi.gateway.writes`); dropped if the connection is closed."""
+        self.queued = False
+        out = self.out
+        if not out:
+            return
+        self.out = []
+        if self.closed or self.transport is None:
+            return  # aborted or lost: the request's failure is handled where that happened
+        if len(out) == 1:
+            self.transport.write(out[0])
+        else:
+            self.transport.writelines(out)
 
     def detach(self) -> None:
         """Forget the owner and stop watching for a read timeout (the exchange is over)."""
@@ -133,6 +159,7 @@ class UpstreamConnection(asyncio.Protocol):
         """Drop the connection now: it is in an unknown state."""
         self.detach()
         self.closed = True
+        self.out = []
         if self.transport is not None:
             self.transport.abort()
 
@@ -287,8 +314,16 @@ class UpstreamConnection(asyncio.Protocol):
 class Pool:
     """Idle keep-alive connections per (address, port), bounded and aged; see the module doc."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, *, max_idle: int = 256, idle_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        max_idle: int = 256,
+        idle_timeout: float = 30.0,
+        writes: WriteBatch | None = None,
+    ) -> None:
         self.loop = loop
+        self.writes = writes if writes is not None else WriteBatch(loop)  # the loop turn's writes
         self.max_idle = max_idle
         self.idle_timeout = idle_timeout
         self._idle: dict[tuple[str, int], list[UpstreamConnection]] = {}

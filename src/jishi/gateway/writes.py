@@ -1,0 +1,63 @@
+"""`WriteBatch`: the gateway's writes of one event-loop turn, made together once the turn's events are handled.
+
+A connection (client or instance side) that has bytes to send appends them to its `out` list and is *queued*
+here once; after every read of this loop turn has been handled, `run` writes each queued connection's bytes
+in one `transport.write` (`write_now` on the connection). Nothing waits longer than the current turn: the
+callback is scheduled with `call_soon`, which uvloop runs before it polls for I/O again.
+
+Why not write at once: every write to a loopback socket runs the receiver's TCP path and wakes the receiving
+process in the writer's syscall. Written one by one between the Python work of each request, the writes find
+the receivers (the instances, the clients) asleep again and again, and each wake-up of a sleeping process on
+another CPU costs several microseconds of the gateway's kernel time (an inter-processor interrupt; more in a
+virtual machine). Written back to back after the turn's work, one wake-up covers many writes, and the Python
+work of the turn runs with warm caches instead of between syscalls. Measured with `bench/gateway.py` (the
+same process, interleaved rounds): 20 % less CPU per request for the bare proxy and for the full chain.
+
+Connections implement `write_now()` (write `out` unless closed; clear `queued`) and carry `queued` and `out`.
+A connection about to close, or to hand its transport to a raw tunnel, calls its `write_now()` first, so the
+bytes queued before the close are never left behind or reordered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+__all__ = ["WriteBatch", "Writer"]
+
+log = logging.getLogger(__name__)
+
+
+class Writer(Protocol):
+    queued: bool
+
+    def write_now(self) -> None: ...
+
+
+class WriteBatch:
+    """The connections with bytes to write this loop turn; see the module doc."""
+
+    __slots__ = ("_loop", "_queued", "_scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._queued: list[Writer] = []
+        self._scheduled = False
+
+    def add(self, conn: Writer) -> None:
+        """Write `conn`'s bytes at the end of this loop turn (the caller has set `conn.queued`)."""
+        self._queued.append(conn)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self.run)
+
+    def run(self) -> None:
+        """Write every queued connection's bytes now."""
+        self._scheduled = False
+        queued, self._queued = self._queued, []
+        for conn in queued:
+            try:
+                conn.write_now()
+            except Exception:  # one connection's failure must not keep the others' bytes back
+                log.exception("gateway: writing to %r failed", conn)
