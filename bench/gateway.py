@@ -162,14 +162,18 @@ async def feed_control_plane(cp_url: str, ports: list[int], routes: list[Route])
 
 def wait_serving(url: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
+    last = "no answer"
     while time.monotonic() < deadline:
         try:
-            if httpx.get(url, timeout=1).status_code == 200:
+            reply = httpx.get(url, timeout=1)
+            if reply.status_code == 200:
                 return
-        except httpx.HTTPError:
-            pass
+            last = f"{reply.status_code} {reply.text[:200]}"
+
+        except httpx.HTTPError as exc:
+            last = repr(exc)
         time.sleep(0.05)
-    raise RuntimeError(f"{url} did not answer 200 within {timeout} s")
+    raise RuntimeError(f"{url} did not answer 200 within {timeout} s (last: {last})")
 
 
 def run_once(target: Target, conns: int, seconds: int) -> dict[str, float]:
@@ -359,7 +363,7 @@ def features(
     routes = [bench_route(name, f"/{name}", secs, tmp) for name, secs in configs.items()]
     asyncio.run(feed_control_plane(cp_url, ports, routes))
     for g in gateways.values():
-        wait_serving(g.target.url)
+        wait_serving(g.target.url, timeout=90.0)  # they start together on one CPU: imports alone take seconds
     print(f"jishi only, one gateway per chain configuration, {args.rounds} interleaved rounds at 64 connections")
     results = interleaved([g.target for g in gateways.values()], [64], args.rounds, args.duration)
     summary: dict[str, object] = dict(table(results))
