@@ -3,7 +3,7 @@
 Endpoints (any prefix is accepted before them, so stripped and unstripped paths both work):
     /whoami         JSON {name, port, path, conn, headers}; `conn` numbers the TCP connections it accepted
     /echo           the request body back (Content-Length), with its size and the request headers in headers
-    /chunked?n=K    K chunks of "chunk-i\\n" sent as a chunked response, 5 ms apart
+    /chunked?n=K    K chunks of "chunk-i\\n" sent as a chunked response, 5 ms apart (`&gap=S`: S seconds)
     /big?size=N     N bytes of "x" with a Content-Length
     /sleep?s=X      answers after X seconds
     /close          answers with Connection: close and closes
@@ -77,7 +77,7 @@ class Handler(asyncio.Protocol):
             for i in range(int(query.get("n", "3"))):
                 data = f"chunk-{i}\n".encode()
                 t.write(b"%x\r\n%s\r\n" % (len(data), data))
-                await asyncio.sleep(0.005)
+                await asyncio.sleep(float(query.get("gap", "0.005")))
             t.write(b"0\r\n\r\n")
             return
         if path.endswith("/eof"):

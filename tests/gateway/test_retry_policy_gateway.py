@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 from gateway_harness import GatewayUnderTest
 from lb_harness import instance, start_faulty
 
@@ -131,6 +132,29 @@ async def test_total_timeout_bounds_all_tries_with_a_504(gateway: GatewayUnderTe
     assert "route's timeout of 0.5 s" in r.json()["error"]["message"]
     assert "2 tries" in r.json()["error"]["message"]
     assert 0.45 <= elapsed < 1.2
+
+
+async def test_total_timeout_cuts_off_a_response_body_still_arriving(
+    gateway: GatewayUnderTest, procs: ProcessGroup
+) -> None:
+    """Total 500 ms; the instance answers at once but sends its body over 2 s (a chunk every 50 ms, each well
+    within the read timeout) → the client gets the head and part of the body, and the connection closes at
+    ~0.5 s instead of 2 s."""
+    slow = start_faulty(procs, "slow")
+    gateway.set([route(timeout="500ms")], [instance(slow)])
+    got = bytearray()
+    t0 = time.monotonic()
+    async with (
+        httpx.AsyncClient(base_url=gateway.url) as client,
+        client.stream("GET", "/chunked", params={"n": "40", "gap": "0.05"}) as r,
+    ):
+        assert r.status_code == 200
+        with pytest.raises(httpx.RemoteProtocolError):
+            async for piece in r.aiter_raw():
+                got += piece
+    elapsed = time.monotonic() - t0
+    assert 0.45 <= elapsed < 1.2, elapsed
+    assert got.startswith(b"chunk-0\n") and b"chunk-39" not in got
 
 
 def test_retry_budget_allows_its_share_of_tries_in_flight_then_returns_failures() -> None:

@@ -14,7 +14,8 @@ Refusals are answered at once with a JSON error: CONNECT (405), a target that is
 A route without `lb`, `health_check`, `outlier`, `retry` or `timeout` sections takes the fast path: its smooth
 round-robin `Balancer` picks, nothing is counted. A `tracked` route picks through `jishi.gateway.balancing` (its
 peer group and the request's hash key) and reports each try's start and end there; its total timeout (`timeout`)
-caps every connect and read timeout of the request, and once it has passed no try starts (504).
+caps every connect and read timeout of the request, once it has passed no try starts (504), and a response
+still arriving then is cut off (`jishi.gateway.upstream`).
 """
 
 from __future__ import annotations
@@ -216,7 +217,7 @@ def send(client: ClientConnection, ex: Exchange, conn: UpstreamConnection, now: 
     timeout = route.read_timeout
     if ex.deadline:
         timeout = max(0.001, min(timeout, ex.deadline - now))
-    conn.send(client, head, ex.method == b"HEAD", timeout, now)
+    conn.send(client, head, ex.method == b"HEAD", timeout, now, ex.deadline)
     if client.paused:
         client.body_sent()
     if client.write_paused and conn.transport is not None:

@@ -198,7 +198,7 @@ def _send(h: Hedging, t: HedgeTry, conn: UpstreamConnection, now: float) -> None
     timeout = route.read_timeout
     if ex.deadline:
         timeout = max(0.001, min(timeout, ex.deadline - now))
-    conn.send(h.client, b"".join((head, *ex.body)), ex.method == b"HEAD", timeout, now)
+    conn.send(h.client, b"".join((head, *ex.body)), ex.method == b"HEAD", timeout, now, ex.deadline)
     conn.hedged = t
 
 

@@ -10,8 +10,9 @@ keeps a bounded stack of idle connections per (address, port): newest first, clo
 dropped at once when the instance closes them.
 
 Failures reported to the owner (`relay.failed`, kinds from `jishi.core.retry.Failure`): LOST (closed or
-reset before the response was complete), TIMEOUT (no response byte for the route's read timeout; the pool
-checks every ~50 ms rather than arming a timer per request), PROTOCOL (not HTTP). A 5xx response head on a
+reset before the response was complete), TIMEOUT (no response byte for the route's read timeout, or the
+request's total timeout passed before the response ended; the pool checks every ~50 ms rather than arming a
+timer per request), PROTOCOL (not HTTP). A 5xx response head on a
 route that retries on its status goes to `jishi.gateway.failover.retry_status` before anything is relayed; if
 the request goes elsewhere the connection is dropped with the rest of that response. On a `tracked` route the
 end of each try (complete, failed, abandoned) is reported to `jishi.gateway.balancing.end`.
@@ -57,6 +58,7 @@ class UpstreamConnection(asyncio.Protocol):
         "chunked",
         "close_delimited",
         "closed",
+        "deadline",
         "got_bytes",
         "has_length",
         "head_lines",
@@ -92,6 +94,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self.last_read = 0.0
         self.timeout = 0.0
+        self.deadline = 0.0  # loop time the request's total timeout runs out, body included (0: none)
         self._reset_parser = False
         self.no_body = False  # the request was HEAD: the response has no body whatever its headers say
         self.status = 0  # of the final response, once its head is complete
@@ -104,9 +107,17 @@ class UpstreamConnection(asyncio.Protocol):
 
     # --- driven by the owner
 
-    def send(self, owner: ClientConnection, data: bytes, head_request: bool, read_timeout: float, now: float) -> None:
+    def send(
+        self,
+        owner: ClientConnection,
+        data: bytes,
+        head_request: bool,
+        read_timeout: float,
+        now: float,
+        deadline: float = 0.0,
+    ) -> None:
         """Bind to `owner` and send the request (head and any body so far) at loop time `now`; the response goes
-        to `owner`."""
+        to `owner`. `deadline`: the loop time the whole response must have arrived by (0: none)."""
         self.owner = owner
         self.no_body = head_request
         self.got_bytes = False
@@ -115,6 +126,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.has_length = self.chunked = False
         self.close_delimited = False
         self.timeout = read_timeout
+        self.deadline = deadline
         self.last_read = now
         self.pool.busy.add(self)
         self.out.append(data)
@@ -288,10 +300,14 @@ class UpstreamConnection(asyncio.Protocol):
 
     # --- failures
 
-    def timed_out(self) -> None:
-        """Nothing was read for `timeout` seconds while a response was awaited (the pool's check found it)."""
+    def timed_out(self, now: float) -> None:
+        """Nothing was read for `timeout` seconds while a response was awaited, or the request's total timeout
+        passed while its response was still coming (the pool's check found it at loop time `now`)."""
         owner = self.owner
-        self._fail(TIMEOUT, f"no response from the instance within {self.timeout:g} s")
+        if self.deadline and now >= self.deadline and now - self.last_read < self.timeout:
+            self._fail(TIMEOUT, "the response did not end within the route's total timeout")
+        else:
+            self._fail(TIMEOUT, f"no response from the instance within {self.timeout:g} s")
         if owner is not None:
             owner.flush()
 
@@ -393,11 +409,12 @@ class Pool:
         return closed
 
     def check_timeouts(self) -> int:
-        """Fail every busy connection that read nothing for its read timeout; returns how many."""
+        """Fail every busy connection that read nothing for its read timeout, or whose request's total timeout
+        passed; returns how many."""
         now = self.loop.time()
-        late = [c for c in self.busy if now - c.last_read >= c.timeout]
+        late = [c for c in self.busy if now - c.last_read >= c.timeout or 0.0 < c.deadline <= now]
         for conn in late:
-            conn.timed_out()
+            conn.timed_out(now)
         return len(late)
 
     def idle_count(self, addr: tuple[str, int] | None = None) -> int:
