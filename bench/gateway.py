@@ -83,10 +83,10 @@ class Procs:
         self.logdir = logdir
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, name: str, argv: list[str], cpu: str) -> subprocess.Popen[bytes]:
+    def start(self, name: str, argv: list[str], cpu: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         with open(self.logdir / f"{name}.log", "wb") as log:
             proc = subprocess.Popen(["taskset", "-c", cpu, *argv], stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)  # fmt: skip
+                                    start_new_session=True, env=env)  # fmt: skip
         self.procs.append(proc)
         return proc
 

@@ -1,0 +1,125 @@
+"""A/B benchmark: the jishi gateway of another commit against this tree's, in the same run, interleaved.
+
+    uv run python bench/gateway_ab.py --base HEAD~3               # full chain, 6 rounds of 3 s at 64 connections
+    uv run python bench/gateway_ab.py --base 847fdb3 --bare       # without the policy chain
+    uv run python bench/gateway_ab.py --base v1 --conns 256 --rounds 8
+
+`bench/gateway.py` compares jishi with nginx and HAProxy; this compares jishi with itself, to tell whether a
+change made the gateway cheaper. The machine's speed drifts by tens of percent within minutes (a shared VM), far
+more than most changes, so both gateways run side by side: the base commit's `src/` is unpacked from git into a
+temporary folder and put first on the gateway's PYTHONPATH, the other gateway runs this tree; both follow the
+same `jishi server`, proxy to the same two hello instances, are pinned to CPU 0 (wrk, the instances and the
+server to CPU 1), and take turns, the order alternating, for `--rounds` wrk runs each. It prints each run, then
+the median and the best run of each: CPU µs per request (all of it and the user-space part), req/s and p99,
+and `RESULT {json}` with `cpu_us_base`, `cpu_us_head`, `cpu_change` (head/base − 1: below 0 is cheaper) and
+the same for req/s and p99.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import gateway as bench
+from jishi.testing import free_port, wait_for_port
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def unpack(rev: str, into: Path) -> Path:
+    """The `src/` folder of commit `rev`, unpacked under `into`."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src"], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into / "src"
+
+
+def start(procs: bench.Procs, name: str, cp_url: str, tmp: Path, sections: set[str], src: Path | None) -> bench.Target:
+    """One gateway (of the base commit when `src` is given) serving route `name` at /name/."""
+    port = free_port()
+    argv = [sys.executable, "-m", "jishi.gateway", "--control-plane", cp_url, "--listen", f"127.0.0.1:{port}",
+            "--state-dir", str(tmp / f"gateway-{name}"), "--log-level", "WARNING"]  # fmt: skip
+    if "metrics" in sections:
+        argv += ["--admin-listen", f"127.0.0.1:{free_port()}"]
+    env = dict(os.environ)
+    if src is not None:  # ahead of the installed (editable) jishi
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH", "")]))
+    proc = procs.start(f"gateway-{name}", argv, bench.PROXY_CPU, env)
+    return bench.Target(name, f"http://127.0.0.1:{port}/{name}/", proc.pid)
+
+
+def summary(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {
+        "cpu_us": statistics.median(r["cpu_us"] for r in runs),
+        "cpu_us_best": min(r["cpu_us"] for r in runs),
+        "user_us": statistics.median(r["cpu_us"] - r["sys_us"] for r in runs),
+        "rps": statistics.median(r["rps"] for r in runs),
+        "p99_ms": statistics.median(r["p99_ms"] for r in runs),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--base", required=True, help="the commit to compare this tree with (anything git names)")
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
+    ap.add_argument("--conns", type=int, default=64)
+    ap.add_argument("--bare", action="store_true", help="without the policy chain")
+    args = ap.parse_args()
+    sections = set() if args.bare else set(bench.SECTIONS)
+    bench.peers.ensure_tools()
+    tmp = Path(tempfile.mkdtemp(prefix="jishi-ab-"))
+    procs = bench.Procs(tmp)
+    py = sys.executable
+    try:
+        base_src = unpack(args.base, tmp)
+        ports = [free_port(), free_port()]
+        for i, port in enumerate(ports):
+            procs.start(f"hello{i}", [py, str(HERE / "hello.py"), str(port)], bench.LOAD_CPU)
+        cp_port = free_port()
+        procs.start("server", [py, "-m", "jishi.server", "--listen", f"127.0.0.1:{cp_port}", "--data-dir",
+                               str(tmp / "server"), "--log-level", "WARNING"], bench.LOAD_CPU)  # fmt: skip
+        for port in (*ports, cp_port):
+            wait_for_port(port, timeout=20)
+        cp_url = f"http://127.0.0.1:{cp_port}"
+        targets = [
+            start(procs, "base", cp_url, tmp, sections, base_src),
+            start(procs, "head", cp_url, tmp, sections, None),
+        ]
+        routes = [bench.bench_route(t.name, f"/{t.name}", sections, tmp) for t in targets]
+        asyncio.run(bench.feed_control_plane(cp_url, ports, routes))
+        for t in targets:
+            bench.wait_serving(t.url, timeout=60)
+        print(f"base {args.base} against this tree; chain: {','.join(sorted(sections)) or 'none'}; "
+              f"{args.rounds} rounds of {args.duration} s at {args.conns} connections")  # fmt: skip
+        results = bench.interleaved(targets, [args.conns], args.rounds, args.duration)
+        base, head = summary(results[("base", args.conns)]), summary(results[("head", args.conns)])
+        print(f"\n{'':5s} {'cpu µs/req':>10s} {'best':>6s} {'user':>6s} {'req/s':>8s} {'p99 ms':>7s}")
+        for name, s in (("base", base), ("head", head)):
+            print(f"{name:5s} {s['cpu_us']:>10.1f} {s['cpu_us_best']:>6.1f} {s['user_us']:>6.1f} {s['rps']:>8.0f} "
+                  f"{s['p99_ms']:>7.2f}")  # fmt: skip
+        result: dict[str, object] = {"base": args.base, "conns": args.conns, "rounds": args.rounds, "bare": args.bare}
+        for key in ("cpu_us", "cpu_us_best", "user_us", "rps", "p99_ms"):
+            result[f"{key}_base"], result[f"{key}_head"] = round(base[key], 2), round(head[key], 2)
+        for key in ("cpu_us", "rps", "p99_ms"):
+            result[f"{key.split('_')[0]}_change"] = round(head[key] / base[key] - 1, 3)
+        print("RESULT " + json.dumps(result, sort_keys=True))
+        return 0
+    except Exception:
+        procs.show_logs()
+        raise
+    finally:
+        procs.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
