@@ -6,6 +6,7 @@
     uv run --group bench python bench/gateway.py --profile     # + a py-spy profile of jishi during a c64 round
     uv run python bench/gateway.py --syscalls   # + syscalls per request of each proxy (strace -c)
     uv run python bench/gateway.py --features   # CPU per request of each chain section alone (jishi only)
+    uv run python bench/gateway.py --floor      # + the floor for any Python proxy (bench/floor_proxy.py)
 
 What it does:
 1. installs nginx-light, haproxy and wrk from Debian packages when missing (`bench/peers.py`);
@@ -280,6 +281,7 @@ def main() -> int:
     ap.add_argument("--bare", action="store_true", help="jishi without its policy chain")
     ap.add_argument("--chain", default=",".join(SECTIONS), help=f"chain sections to turn on (of {','.join(SECTIONS)})")
     ap.add_argument("--features", action="store_true", help="jishi only: bare, each section alone, and all of them")
+    ap.add_argument("--floor", action="store_true", help="also the floor for any Python proxy (bench/floor_proxy.py)")
     ap.add_argument("--profile", action="store_true", help="py-spy on jishi during one more c64 round")
     ap.add_argument("--syscalls", action="store_true", help="strace: syscalls per request of each proxy at c64")
     ap.add_argument("--out", type=Path, default=HERE / "results", help="where --profile writes its files")
@@ -316,6 +318,11 @@ def main() -> int:
         haproxy = procs.start("haproxy", peers.haproxy_argv(tmp, ha_port, ports), PROXY_CPU)
         targets = [Target("nginx", f"http://127.0.0.1:{ngx_port}/", nginx.pid),
                    Target("haproxy", f"http://127.0.0.1:{ha_port}/", haproxy.pid), jishi.target]  # fmt: skip
+        if args.floor:
+            floor_port = free_port()
+            floor = procs.start("pyfloor", [py, str(HERE / "floor_proxy.py"), str(floor_port),
+                                            ",".join(map(str, ports))], PROXY_CPU)  # fmt: skip
+            targets.append(Target("pyfloor", f"http://127.0.0.1:{floor_port}/", floor.pid))
         for target in targets:
             wait_serving(target.url)
         chain = ",".join(s for s in SECTIONS if s in sections) or "none (--bare)"
@@ -328,6 +335,15 @@ def main() -> int:
         results = interleaved(targets, levels, args.rounds, args.duration)
         summary: dict[str, object] = dict(table(results))
         ratios(summary, levels, ["nginx", "haproxy"])  # type: ignore[arg-type]
+        if args.floor:
+            for conns in levels:  # what the floor reaches against nginx, and jishi against the floor
+                floor_rps = summary[f"pyfloor_rps_c{conns}"]
+                summary[f"pyfloor_ratio_nginx_c{conns}"] = round(floor_rps / summary[f"nginx_rps_c{conns}"], 3)  # type: ignore[operator]
+                summary[f"ratio_pyfloor_c{conns}"] = round(summary[f"jishi_rps_c{conns}"] / floor_rps, 3)  # type: ignore[operator]
+                summary[f"cpu_ratio_pyfloor_c{conns}"] = round(
+                    summary[f"jishi_cpu_us_c{conns}"] / summary[f"pyfloor_cpu_us_c{conns}"],  # type: ignore[operator]
+                    3,
+                )
         print(f"\njishi/nginx throughput: {summary['ratio_nginx_c64']:.2f}x at 64 connections, "
               f"{summary['ratio_nginx_c256']:.2f}x at 256; jishi/haproxy {summary['ratio_haproxy_c64']:.2f}x and "
               f"{summary['ratio_haproxy_c256']:.2f}x; p99 vs nginx at 64: {summary['p99_ratio_nginx_c64']:.2f}x "
