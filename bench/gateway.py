@@ -39,6 +39,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +110,41 @@ class Procs:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+@dataclass
+class Bed:
+    """What every comparison run stands on: its processes, scratch folder, the two instances and the server."""
+
+    procs: Procs
+    tmp: Path
+    ports: list[int]  # the hello instances'
+    cp_url: str
+
+
+@contextmanager
+def testbed(prefix: str) -> Iterator[Bed]:
+    """Two hello instances and a `jishi server` on the load CPU; on the way out every process is stopped (their
+    logs shown first if the run failed) and the scratch folder removed."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    procs = Procs(tmp)
+    py = sys.executable
+    try:
+        ports = [free_port(), free_port()]
+        for i, port in enumerate(ports):
+            procs.start(f"hello{i}", [py, str(HERE / "hello.py"), str(port)], LOAD_CPU)
+        cp_port = free_port()
+        procs.start("server", [py, "-m", "jishi.server", "--listen", f"127.0.0.1:{cp_port}", "--data-dir",
+                               str(tmp / "server"), "--log-level", "WARNING"], LOAD_CPU)  # fmt: skip
+        for port in (*ports, cp_port):
+            wait_for_port(port, timeout=20)
+        yield Bed(procs, tmp, ports, f"http://127.0.0.1:{cp_port}")
+    except Exception:
+        procs.show_logs()
+        raise
+    finally:
+        procs.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @dataclass
@@ -295,19 +332,9 @@ def main() -> int:
         print("this benchmark pins proxies and load to different CPUs; it needs 2 of them", file=sys.stderr)
         return 2
     peers.ensure_tools()
-    tmp = Path(tempfile.mkdtemp(prefix="jishi-bench-"))
-    procs = Procs(tmp)
     py = sys.executable
-    try:
-        ports = [free_port(), free_port()]
-        for i, port in enumerate(ports):
-            procs.start(f"hello{i}", [py, str(HERE / "hello.py"), str(port)], LOAD_CPU)
-        cp_port = free_port()
-        procs.start("server", [py, "-m", "jishi.server", "--listen", f"127.0.0.1:{cp_port}", "--data-dir",
-                               str(tmp / "server"), "--log-level", "WARNING"], LOAD_CPU)  # fmt: skip
-        for port in (*ports, cp_port):
-            wait_for_port(port, timeout=20)
-        cp_url = f"http://127.0.0.1:{cp_port}"
+    with testbed("jishi-bench-") as bed:
+        procs, tmp, ports, cp_url = bed.procs, bed.tmp, bed.ports, bed.cp_url
         options = gateway_options()
         if args.features:
             return features(procs, cp_url, ports, tmp, options, args)
@@ -360,12 +387,6 @@ def main() -> int:
             print(f"(profile written to {args.out / 'gateway-profile.txt'} and gateway-profile.folded)")
         print("RESULT " + json.dumps(summary, sort_keys=True))
         return 0
-    except Exception:
-        procs.show_logs()
-        raise
-    finally:
-        procs.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def features(

@@ -21,15 +21,13 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import gateway as bench
-from jishi.testing import free_port, wait_for_port
+from jishi.testing import free_port
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -76,20 +74,9 @@ def main() -> int:
     args = ap.parse_args()
     sections = set() if args.bare else set(bench.SECTIONS)
     bench.peers.ensure_tools()
-    tmp = Path(tempfile.mkdtemp(prefix="jishi-ab-"))
-    procs = bench.Procs(tmp)
-    py = sys.executable
-    try:
+    with bench.testbed("jishi-ab-") as bed:
+        procs, tmp, ports, cp_url = bed.procs, bed.tmp, bed.ports, bed.cp_url
         base_src = unpack(args.base, tmp)
-        ports = [free_port(), free_port()]
-        for i, port in enumerate(ports):
-            procs.start(f"hello{i}", [py, str(HERE / "hello.py"), str(port)], bench.LOAD_CPU)
-        cp_port = free_port()
-        procs.start("server", [py, "-m", "jishi.server", "--listen", f"127.0.0.1:{cp_port}", "--data-dir",
-                               str(tmp / "server"), "--log-level", "WARNING"], bench.LOAD_CPU)  # fmt: skip
-        for port in (*ports, cp_port):
-            wait_for_port(port, timeout=20)
-        cp_url = f"http://127.0.0.1:{cp_port}"
         targets = [
             start(procs, "base", cp_url, tmp, sections, base_src),
             start(procs, "head", cp_url, tmp, sections, None),
@@ -113,12 +100,6 @@ def main() -> int:
             result[f"{key.split('_')[0]}_change"] = round(head[key] / base[key] - 1, 3)
         print("RESULT " + json.dumps(result, sort_keys=True))
         return 0
-    except Exception:
-        procs.show_logs()
-        raise
-    finally:
-        procs.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
