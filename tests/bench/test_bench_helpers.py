@@ -8,12 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gateway_ab
+import httpx
 import measure
 import peers
 import pyspy
 import pytest
 
 import gateway
+from jishi.testing import ProcessGroup, free_port, wait_for_port
 
 WRK_REPORT = """Running 4s test @ http://127.0.0.1:40123/
   1 threads and 64 connections
@@ -179,3 +182,27 @@ def test_bench_route_carries_each_chain_section_asked_for(tmp_path: Path):
     bare = gateway.bench_route("bench", "/", set(), tmp_path)
     sections = ("lb", "outlier", "breaker", "rate_limit", "access_log", "retry", "timeout", "bulkhead", "concurrency")
     assert all(getattr(bare, name) is None for name in sections)
+
+
+def test_floor_proxy_relays_keep_alive_requests_with_forwarded_headers(procs: ProcessGroup) -> None:
+    """bench/floor_proxy.py (the benchmark's Python floor) answers several requests on one connection, from
+    both instances in turn, each seeing the X-Forwarded-For the other proxies add."""
+    bench = Path(__file__).resolve().parents[2] / "bench"
+    backend = Path(__file__).resolve().parents[1] / "gateway" / "backend.py"
+    ports = [free_port(), free_port()]
+    for i, port in enumerate(ports):
+        procs.start(f"b{i}", [sys.executable, str(backend), str(port), f"b{i}"])
+    proxy_port = free_port()
+    procs.start("floor", [sys.executable, str(bench / "floor_proxy.py"), str(proxy_port), ",".join(map(str, ports))])
+    for port in (*ports, proxy_port):
+        wait_for_port(port)
+    with httpx.Client(base_url=f"http://127.0.0.1:{proxy_port}", timeout=5) as client:
+        answers = [client.get("/whoami").json() for _ in range(4)]
+    assert [a["name"] for a in answers] == ["b0", "b1", "b0", "b1"]
+    assert all(a["headers"].get("x-forwarded-for") == "127.0.0.1" for a in answers)
+
+
+def test_ab_unpacks_the_base_commits_source(tmp_path: Path) -> None:
+    """bench/gateway_ab.py takes the base gateway from git: HEAD's src/ unpacked holds the jishi package."""
+    src = gateway_ab.unpack("HEAD", tmp_path)
+    assert (src / "jishi" / "gateway" / "proxy.py").is_file()
