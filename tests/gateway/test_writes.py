@@ -79,3 +79,17 @@ async def test_an_aborted_connection_writes_nothing_it_had_queued() -> None:
     conn.abort()
     pool.writes.run()
     assert transport.take() == b"" and transport.closed
+
+
+async def test_a_held_batch_never_schedules_and_writes_when_run() -> None:
+    """After `hold()` nothing is scheduled on the loop; `run` writes what was queued, each time it is called."""
+    batch = WriteBatch(asyncio.get_running_loop())
+    batch.hold()
+    log: list[str] = []
+    batch.add(Conn(log, "a"))
+    await asyncio.sleep(0)
+    assert log == []  # the loop turned: nothing was scheduled
+    batch.run()
+    batch.add(Conn(log, "b"))
+    batch.run()
+    assert log == ["a", "b"]

@@ -38,12 +38,18 @@ class Writer(Protocol):
 class WriteBatch:
     """The connections with bytes to write this loop turn; see the module doc."""
 
-    __slots__ = ("_loop", "_queued", "_scheduled")
+    __slots__ = ("_held", "_loop", "_queued", "_scheduled")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._queued: list[Writer] = []
         self._scheduled = False
+        self._held = False
+
+    def hold(self) -> None:
+        """Queue without scheduling from now on: whoever drives the connections without letting the loop turn
+        (the in-memory benchmarks) calls `run` itself, as the loop would at the end of each turn."""
+        self._held = self._scheduled = True
 
     def add(self, conn: Writer) -> None:
         """Write `conn`'s bytes at the end of this loop turn (the caller has set `conn.queued`)."""
@@ -54,7 +60,7 @@ class WriteBatch:
 
     def run(self) -> None:
         """Write every queued connection's bytes now."""
-        self._scheduled = False
+        self._scheduled = self._held
         queued, self._queued = self._queued, []
         for conn in queued:
             try:
