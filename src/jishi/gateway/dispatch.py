@@ -235,7 +235,7 @@ def body(client: ClientConnection, ex: Exchange, *pieces: bytes) -> None:
     ex.body_size += size
     conn = ex.conn
     if conn is not None:
-        conn.write(*pieces)
+        conn.write(*pieces, size=size)
         if ex.replayable:
             if ex.body_size > REPLAY_LIMIT:
                 ex.replayable = False

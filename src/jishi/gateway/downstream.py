@@ -30,7 +30,7 @@ from jishi.gateway import closing, dispatch
 from jishi.gateway import downstream_parse as _parse
 from jishi.gateway.exchange import REPLAY_LIMIT, Exchange
 from jishi.gateway.responses import error_response
-from jishi.gateway.upstream import WRITE_HIGH
+from jishi.gateway.upstream import BATCH_MAX, WRITE_HIGH
 
 if TYPE_CHECKING:
     from jishi.gateway.proxy import Proxy
@@ -53,6 +53,7 @@ class ClientConnection(asyncio.Protocol):
         self.pool = proxy.pool
         self.writes = proxy.writes
         self.queued = False  # in `writes`: `out` is written at the end of this loop turn
+        self.queued_size = 0  # bytes read from the instance this loop turn for what `out` holds (`flush_read`)
         self.transport: asyncio.Transport | None = None
         self.parser: HttpRequestParser | None = HttpRequestParser(self)
         self.client_ip = b"-"
@@ -82,6 +83,21 @@ class ClientConnection(asyncio.Protocol):
     def flush(self) -> None:
         """Have everything produced so far written in one call at the end of this loop turn, with the other
         connections' writes (`jishi.gateway.writes`)."""
+        if self.out and not self.queued:
+            self.queued = True
+            self.queued_size = 0
+            self.writes.add(self)
+
+    def flush_read(self, size: int) -> None:
+        """`flush` after a read of `size` bytes from the instance: once this loop turn's reads passed
+        `BATCH_MAX` bytes, write at once, so that the client's flow control (`pause_writing`, which stops reading
+        the instance) acts before the next read of the instance."""
+        if self.queued:
+            size += self.queued_size
+        if size >= BATCH_MAX:
+            self.write_now()
+            return
+        self.queued_size = size
         if self.out and not self.queued:
             self.queued = True
             self.writes.add(self)

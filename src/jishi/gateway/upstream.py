@@ -45,6 +45,10 @@ _ACTIONS_GET = RESPONSE_ACTIONS.get
 _CRLF = b"\r\n"
 
 WRITE_HIGH = 256 * 1024
+# Bytes relayed from one connection's reads in one loop turn past which they are written at once instead of at
+# the end of the turn (`jishi.gateway.writes`): the loop reads a busy socket up to 32 times a turn, and the
+# receiver's flow control (`pause_writing` → stop reading the sender) can only act on bytes written.
+BATCH_MAX = 64 * 1024
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -71,6 +75,7 @@ class UpstreamConnection(asyncio.Protocol):
         "parser",
         "pool",
         "queued",
+        "queued_size",
         "reused",
         "status",
         "timeout",
@@ -85,6 +90,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._writes = pool.writes
         self.out: list[bytes] = []  # request bytes to write at the end of this loop turn (`jishi.gateway.writes`)
         self.queued = False
+        self.queued_size = 0  # request body bytes in `out` from `write` this loop turn
         self.transport: asyncio.Transport | None = None
         self.parser = HttpResponseParser(self)
         self.owner: ClientConnection | None = None
@@ -132,11 +138,23 @@ class UpstreamConnection(asyncio.Protocol):
         self.out.append(data)
         if not self.queued:
             self.queued = True
+            self.queued_size = 0
             self._writes.add(self)
 
-    def write(self, *pieces: bytes) -> None:
-        """Send `pieces` (more of the request body) with this loop turn's writes."""
+    def write(self, *pieces: bytes, size: int = -1) -> None:
+        """Send `pieces` (more of the request body, `size` bytes if the caller counted them) with this loop
+        turn's writes; once `BATCH_MAX` bytes of body are queued they are written at once, so that the
+        instance's flow control (`pause_writing`, which stops reading the client) acts before the next read of
+        the client."""
         self.out += pieces
+        if size < 0:
+            size = sum(map(len, pieces))
+        if self.queued:
+            size += self.queued_size
+        if size >= BATCH_MAX:
+            self.write_now()
+            return
+        self.queued_size = size
         if not self.queued:
             self.queued = True
             self._writes.add(self)
@@ -205,7 +223,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self._reset_parser:
             self._reset_parser = False
             self.parser = HttpResponseParser(self)
-        owner.flush()  # one write to the client for everything this read produced
+        owner.flush_read(len(data))  # written with the loop turn's writes, or at once if the turn read much
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

@@ -16,6 +16,12 @@ same process, interleaved rounds): 20 % less CPU per request for the bare proxy 
 Connections implement `write_now()` (write `out` unless closed; clear `queued`) and carry `queued` and `out`.
 A connection about to close, or to hand its transport to a raw tunnel, calls its `write_now()` first, so the
 bytes queued before the close are never left behind or reordered.
+
+Flow control: the loop reads a busy socket up to 32 times in one turn, and a receiver's transport can ask for a
+pause (`pause_writing`, which stops reading the sender) only for bytes written to it. So once one connection's
+relayed bytes of this turn reach `BATCH_MAX` (64 KiB, `jishi.gateway.upstream`; a request body in
+`UpstreamConnection.write`, a response in `ClientConnection.flush_read`) they are written at once: a write
+buffer then passes its high-water mark by about a read, as without the batch, not by megabytes.
 """
 
 from __future__ import annotations
