@@ -1,10 +1,12 @@
-"""The loop turn's writes (`jishi.gateway.writes`) against real sockets: what batching must not change.
+"""Slow readers against real sockets: what the loop turn's writes (`jishi.gateway.writes`) and the route's total
+timeout over the response body must not change.
 
 Flow control: when one side cannot take bytes as fast as the other sends them, the gateway stops reading the
 sender once the receiver's write buffer passes its high-water mark (`WRITE_HIGH`). The event loop reads a busy
 socket many times in one turn (libuv: up to 32 reads), so bytes queued for the end of the turn would pile up to
 megabytes before the receiver's transport could ask for a pause; the buffer size when the pause comes is what
-these tests measure.
+the first two tests measure. A client too slow to take a response is no fault of the instance: when the route's
+total timeout cuts such a response off, outlier detection must not count it against the instance.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 from gateway_harness import GatewayUnderTest
+from lb_harness import instance, start_faulty
 
 from jishi.gateway.downstream import ClientConnection
 from jishi.gateway.upstream import WRITE_HIGH, UpstreamConnection
 from jishi.registry.model import Health, Instance, Route, RouteBackend
+from jishi.testing import ProcessGroup
 
 SIZE = 16 * 1024 * 1024
 # The most a write buffer may hold when it asks for a pause: the high-water mark plus about two reads (before
@@ -144,3 +148,26 @@ async def test_a_slow_instance_stops_the_client_being_read_near_the_high_water_m
     assert answer == hashlib.sha256(body).hexdigest().encode()
     assert pauses["instance"], "the instance never filled its buffer: the test proves nothing"
     assert max(pauses["instance"]) <= BOUND, pauses["instance"]
+
+
+async def test_a_response_cut_off_for_a_client_too_slow_to_read_it_does_not_eject_the_instance(
+    gateway: GatewayUnderTest, procs: ProcessGroup, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Total timeout 300 ms; a client asks for 32 MB and reads nothing for 1 s, so the gateway stops reading
+    the instance: the response is cut off at the timeout, the log says why, and with one gateway error enough
+    to eject, the instance is not ejected (it sent at once; the gateway held back)."""
+    backend = start_faulty(procs, "b0")
+    outlier = {"consecutive_5xx": 0, "consecutive_gateway_errors": 1, "max_ejection_percent": 100}
+    spec = {"name": "svc", "backends": [{"service": "svc"}], "timeout": "300ms", "outlier": outlier}
+    gateway.set([Route.model_validate(spec)], [instance(backend)])
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port, limit=64 * 1024)
+    writer.write(b"GET /big?size=32000000 HTTP/1.1\r\nHost: t\r\n\r\n")
+    await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    await asyncio.sleep(1.0)
+    got = 0
+    while data := await asyncio.wait_for(reader.read(1024 * 1024), 10):
+        got += len(data)
+    writer.close()
+    assert got < 32_000_000  # cut off (the route's timeout bounds the body too)
+    assert gateway.proxy.table.routes["svc"].ejected() == []
+    assert "did not end within the route's total timeout (the client was not reading it" in caplog.text

@@ -322,10 +322,13 @@ class UpstreamConnection(asyncio.Protocol):
         """Nothing was read for `timeout` seconds while a response was awaited, or the request's total timeout
         passed while its response was still coming (the pool's check found it at loop time `now`)."""
         owner = self.owner
-        if self.deadline and now >= self.deadline and now - self.last_read < self.timeout:
-            self._fail(TIMEOUT, "the response did not end within the route's total timeout")
+        if self.deadline and now >= self.deadline and self.status:
+            message = "the response did not end within the route's total timeout"
         else:
-            self._fail(TIMEOUT, f"no response from the instance within {self.timeout:g} s")
+            message = f"no response from the instance within {self.timeout:g} s"
+        if owner is not None and owner.write_paused:
+            message += " (the client was not reading it: the gateway had stopped reading the instance)"
+        self._fail(TIMEOUT, message)
         if owner is not None:
             owner.flush()
 
@@ -337,8 +340,11 @@ class UpstreamConnection(asyncio.Protocol):
             ex = owner.active
             if ex is not None and ex.tracked and ex.conn is self:
                 # The verdict for outlier detection: a reset as 502, a timeout as 504; a pooled connection the
-                # instance closed while idle says nothing about it.
-                stale = kind is LOST and self.reused and not self.got_bytes
+                # instance closed while idle says nothing about it, nor does a timeout while the client's full
+                # write buffer had this connection's reading stopped (a slow client, not a slow instance).
+                stale = (kind is LOST and self.reused and not self.got_bytes) or (
+                    kind is TIMEOUT and owner.write_paused
+                )
                 balancing.end(owner, ex, 0 if stale else 504 if kind is TIMEOUT else 502)
         self.abort()
         if owner is not None:
