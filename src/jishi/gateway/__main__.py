@@ -19,7 +19,7 @@ from pathlib import Path
 
 import uvloop
 
-from jishi.config import GatewayTLS, TLSCertificate
+from jishi.config import GatewayLimits, GatewayTLS, TLSCertificate
 from jishi.errors import ConfigError
 from jishi.gateway.main import limits_from_options, run, serve
 
@@ -32,7 +32,8 @@ LIMIT_OPTIONS = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command line of `python -m jishi.gateway`."""
     parser = argparse.ArgumentParser(prog="python -m jishi.gateway", description="jishi gateway (data plane)")
     parser.add_argument("--control-plane", default="http://127.0.0.1:8500", help="control-plane URL")
     parser.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT to serve on")
@@ -56,24 +57,34 @@ def main(argv: list[str] | None = None) -> int:
     for option, meaning in LIMIT_OPTIONS.items():
         parser.add_argument(option, default=None, help=meaning)
     parser.add_argument("--log-level", default="INFO")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def limits_of(args: argparse.Namespace) -> GatewayLimits:
+    """The limits the options give (`ConfigError` naming the option for a bad value)."""
+    return limits_from_options(
+        max_head_size=args.max_head_size,
+        max_body_size=args.max_body_size,
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+        keepalive_timeout=args.keepalive_timeout,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parser()
+    args = options.parse_args(argv)
     tls = None
     if args.tls_cert or args.tls_key or args.tls_sni:
         if not (args.tls_cert and args.tls_key):
-            parser.error("TLS needs both --tls-cert and --tls-key")
+            options.error("TLS needs both --tls-cert and --tls-key")
         sni = [TLSCertificate(hosts=h.split(","), cert=c, key=k) for h, c, k in args.tls_sni]
         tls = GatewayTLS(cert=args.tls_cert, key=args.tls_key, sni=sni)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
     )
     try:
-        limits = limits_from_options(
-            max_head_size=args.max_head_size,
-            max_body_size=args.max_body_size,
-            header_timeout=args.header_timeout,
-            body_timeout=args.body_timeout,
-            keepalive_timeout=args.keepalive_timeout,
-        )
+        limits = limits_of(args)
         if args.worker_index is not None:
             uvloop.run(
                 run(
