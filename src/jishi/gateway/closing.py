@@ -135,7 +135,8 @@ def close_if_slow(client: ClientConnection, now: float) -> bool:
         if client.lingering <= now - LINGER and client.transport is not None:
             client.transport.close()
         return True
-    stalled = limits.body_stalled(client, now) if client.parsing is not None else None
+    watching = client.parsing is not None or client.body_ex is not None  # (and then let go of a finished one)
+    stalled = limits.body_stalled(client, now) if watching else None
     if stalled is not None:
         body_timed_out(client, stalled)
         return True
