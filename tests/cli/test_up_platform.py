@@ -38,6 +38,25 @@ def test_children_get_the_files_addresses_and_directories(tmp_path):
     assert p.server.log_path == tmp_path / "state" / "logs" / "server.log"
 
 
+def test_gateway_is_started_with_the_files_limits(tmp_path):
+    """`gateway.limits` reaches the gateway's command line, and the gateway reads back exactly those limits."""
+    from jishi.gateway.__main__ import limits_of, parser
+
+    config = parse_config(
+        CONFIG.replace(
+            "access_log: access.jsonl}",
+            "access_log: access.jsonl, limits: {max_head_size: 2KiB, max_body_size: 1MiB, header_timeout: 1.5s, "
+            "body_timeout: 300ms, keepalive_timeout: 4s}}",
+        ),
+        "jishi.yaml",
+        tmp_path,
+    )
+    gw = Platform(config, python="/py").gateway.argv
+    assert gw[gw.index("--max-head-size") + 1] == "2048"
+    assert gw[gw.index("--body-timeout") + 1] == "0.3"
+    assert limits_of(parser().parse_args(gw[3:])) == config.gateway.limits
+
+
 def test_one_ctrl_c_delivered_twice_is_one_stop(tmp_path):
     """Two SIGINTs within the debounce window count once; a later one asks to hurry."""
     p = platform(tmp_path)

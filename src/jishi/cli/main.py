@@ -180,18 +180,30 @@ def gateway(
     tls_cert: Annotated[str | None, typer.Option(help="PEM certificate: serve HTTPS (with --tls-key)")] = None,
     tls_key: Annotated[str | None, typer.Option(help="PEM private key of --tls-cert")] = None,
     admin_listen: Annotated[str | None, typer.Option(help="HOST:PORT for /metrics and /healthz")] = None,
+    max_head_size: Annotated[str | None, typer.Option(help="largest request head, e.g. 32KiB (→ 431)")] = None,
+    max_body_size: Annotated[str | None, typer.Option(help="largest request body, e.g. 100MiB (→ 413)")] = None,
+    header_timeout: Annotated[str | None, typer.Option(help="a request head must arrive within it, e.g. 10s")] = None,
+    body_timeout: Annotated[str | None, typer.Option(help="longest wait between body reads, e.g. 60s")] = None,
+    keepalive_timeout: Annotated[str | None, typer.Option(help="idle keep-alive connections close, e.g. 75s")] = None,
     log_level: LogLevel = "INFO",
 ) -> None:
     """Run the gateway (HTTP reverse proxy following the control plane) in the foreground."""
     from jishi.config import GatewayTLS
-    from jishi.gateway.main import serve
+    from jishi.gateway.main import limits_from_options, serve
 
     if (tls_cert is None) != (tls_key is None):
         fail("--tls-cert and --tls-key go together: give both to serve HTTPS, or neither", EXIT_CONFIG)
     tls = GatewayTLS(cert=tls_cert, key=tls_key) if tls_cert and tls_key else None
     _logging(log_level)
     try:
-        serve(_url(ctx), listen, state_dir, workers, access_log, tls, admin_listen=admin_listen)
+        limits = limits_from_options(
+            max_head_size=max_head_size,
+            max_body_size=max_body_size,
+            header_timeout=header_timeout,
+            body_timeout=body_timeout,
+            keepalive_timeout=keepalive_timeout,
+        )
+        serve(_url(ctx), listen, state_dir, workers, access_log, tls, admin_listen=admin_listen, limits=limits)
     except ConfigError as exc:
         fail(str(exc), EXIT_CONFIG)
 

@@ -36,7 +36,7 @@ from jishi.cli._children import Child, describe_exit
 from jishi.cli._console import err, out
 from jishi.config import ProjectConfig, listen_url
 from jishi.errors import JishiError
-from jishi.gateway.main import tls_argv
+from jishi.gateway.main import limits_argv, tls_argv
 from jishi.registry import ClusterStatus
 
 __all__ = ["Platform", "StartupError", "run_up"]
@@ -88,7 +88,7 @@ class Platform:
         ]
         if config.gateway.access_log:
             gateway += ["--access-log", config.gateway.access_log]
-        gateway += tls_argv(config.gateway.tls)
+        gateway += tls_argv(config.gateway.tls) + limits_argv(config.gateway.limits)
         # metrics listeners: the gateway's admin port (configured, or a free one) and the agent's
         self.admin_listen = config.gateway.admin_listen or f"127.0.0.1:{_free_port()}"
         self.agent_metrics_listen = f"127.0.0.1:{_free_port()}"

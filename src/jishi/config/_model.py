@@ -21,6 +21,7 @@ from jishi.registry.model import Name, Route, ServiceSpec
 
 __all__ = [
     "GatewayConfig",
+    "GatewayLimits",
     "GatewayTLS",
     "ProjectConfig",
     "ServerConfig",
@@ -63,12 +64,23 @@ class GatewayTLS(_Model):
     sni: list[TLSCertificate] = Field(default_factory=list)
 
 
+class GatewayLimits(_Model):
+    """What the gateway allows its clients (sizes in bytes, times in seconds); see docs/configuration.md."""
+
+    max_head_size: int = Field(default=32 * 1024, ge=1024)  # request line + headers; larger → 431
+    max_body_size: int = Field(default=100 * 1024 * 1024, ge=0)  # larger → 413
+    header_timeout: float = Field(default=10.0, gt=0)  # a request head not complete within it → 408, close
+    body_timeout: float = Field(default=60.0, gt=0)  # longest wait between two reads of a request body → 408
+    keepalive_timeout: float = Field(default=75.0, gt=0)  # an idle keep-alive connection closes after it
+
+
 class GatewayConfig(_Model):
     listen: Listen = "127.0.0.1:8080"
     workers: int = Field(default=1, ge=1, le=64)  # processes sharing the port (SO_REUSEPORT)
     access_log: str | None = None  # file for the access log; None: none
     tls: GatewayTLS | None = None  # serve HTTPS (TLS termination) instead of HTTP on `listen`
     admin_listen: Listen | None = None  # /metrics and /healthz; unset: `jishi up` picks a free port
+    limits: GatewayLimits = Field(default_factory=lambda: GatewayLimits())  # what clients may send, and how slowly
 
 
 class ProjectConfig(_Model):

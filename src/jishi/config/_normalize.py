@@ -5,6 +5,7 @@
     env: {N: 3}              values become strings (true/false for booleans)
     cwd: ./svc               relative to the file's folder, made absolute; default: the file's folder
     interval: 500ms          durations: a number of seconds or "250ms", "2s", "1.5m", "1h"
+    max_body_size: 100MiB    sizes (gateway.limits): a number of bytes or "32KiB", "100MiB", "1GB"
     routes: {name: {...}}    routes as a mapping (the key is the name) or a list of mappings with `name`
     service: catalog         a route's shorthand for `backends: [{service: catalog}]`
     services.<n>.policies    traffic policies (breaker, rate_limit, lb, ...) for every route whose backends are
@@ -28,6 +29,7 @@ from typing import Any
 from jishi.config._model import check_listen, listen_url
 from jishi.config._problems import Aliases, Problem
 from jishi.config._yaml import Path
+from jishi.config.size import SIZE_FIX, parse_size
 from jishi.registry.policies import parse_duration
 
 __all__ = ["Normalized", "Overrides", "normalize", "parse_duration"]
@@ -36,6 +38,8 @@ SERVICE_DURATIONS = ("drain_seconds", "stop_timeout", "lease_ttl")
 CHECK_DURATIONS = ("interval", "timeout", "deregister_critical_after")
 RESTART_DURATIONS = ("initial_delay", "max_delay", "reset_after")
 ROUTE_DURATIONS = ("connect_timeout", "read_timeout")
+LIMIT_DURATIONS = ("header_timeout", "body_timeout", "keepalive_timeout")
+LIMIT_SIZES = ("max_head_size", "max_body_size")
 # The route policy sections a service may set for the routes that lead to it. Rewrites and access logs are a
 # route's own business, so they stay on routes.
 SERVICE_POLICIES = (
@@ -101,6 +105,10 @@ def normalize(raw: Any, config_dir: FsPath, overrides: Overrides, python: str) -
     if isinstance(gateway.get("access_log"), str):
         gateway["access_log"] = str(_resolve(gateway["access_log"], config_dir))
     _resolve_tls_paths(gateway.get("tls"), config_dir)
+    if isinstance(gateway.get("limits"), dict):
+        gateway["limits"] = limits = dict(gateway["limits"])
+        _durations(limits, LIMIT_DURATIONS, ("gateway", "limits"), out)
+        _sizes(limits, LIMIT_SIZES, ("gateway", "limits"), out)
     places = {
         "{python}": python,
         "{config_dir}": str(config_dir),
@@ -229,6 +237,17 @@ def _durations(body: dict[str, Any], fields: tuple[str, ...], at: Path, out: Nor
         except ValueError as exc:
             out.problems.append(Problem((*at, field), str(exc), DURATION_FIX))
             body[field] = 1.0  # keep validating the rest
+
+
+def _sizes(body: dict[str, Any], fields: tuple[str, ...], at: Path, out: Normalized) -> None:
+    for field in fields:
+        if body.get(field) is None:
+            continue
+        try:
+            body[field] = parse_size(body[field])
+        except ValueError as exc:
+            out.problems.append(Problem((*at, field), str(exc), SIZE_FIX))
+            body[field] = 1 << 20  # keep validating the rest
 
 
 def _service_policies(spec: dict[str, Any], name: Any, at: Path, out: Normalized) -> None:

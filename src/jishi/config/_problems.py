@@ -37,6 +37,11 @@ FIELD_FIXES = {
     "workers": "use a whole number from 1 to 64, e.g. `workers: 2`",
     "rise": "use a whole number ≥ 1, e.g. `rise: 1`",
     "fall": "use a whole number ≥ 1, e.g. `fall: 2`",
+    "max_head_size": "use a size of at least 1KiB, e.g. `max_head_size: 32KiB`",
+    "max_body_size": "use a size, e.g. `max_body_size: 100MiB` (0: no body at all)",
+    "header_timeout": "use a duration above 0, e.g. `header_timeout: 10s`",
+    "body_timeout": "use a duration above 0, e.g. `body_timeout: 60s`",
+    "keepalive_timeout": "use a duration above 0, e.g. `keepalive_timeout: 75s`",
 }
 
 

@@ -4,6 +4,10 @@
 
 TLS: `--tls-cert FILE --tls-key FILE` (the default certificate), and `--tls-sni HOSTS CERT KEY` (repeatable;
 HOSTS comma-separated) for more certificates chosen by server name.
+
+Limits on clients (jishi.yaml's `gateway.limits`; defaults as there): `--max-head-size SIZE` (32KiB),
+`--max-body-size SIZE` (100MiB), `--header-timeout DURATION` (10s), `--body-timeout DURATION` (60s),
+`--keepalive-timeout DURATION` (75s). Sizes: bytes or "32KiB", "100MiB"; durations: seconds or "500ms", "2s".
 """
 
 from __future__ import annotations
@@ -15,12 +19,21 @@ from pathlib import Path
 
 import uvloop
 
-from jishi.config import GatewayTLS, TLSCertificate
+from jishi.config import GatewayLimits, GatewayTLS, TLSCertificate
 from jishi.errors import ConfigError
-from jishi.gateway.main import run, serve
+from jishi.gateway.main import limits_from_options, run, serve
+
+LIMIT_OPTIONS = {
+    "--max-head-size": "largest request head (request line and headers): SIZE, e.g. 32KiB; larger → 431",
+    "--max-body-size": "largest request body: SIZE, e.g. 100MiB; larger → 413",
+    "--header-timeout": "a request head must arrive within this DURATION, e.g. 10s; else 408",
+    "--body-timeout": "longest wait between two reads of a request body: DURATION, e.g. 60s; else 408",
+    "--keepalive-timeout": "an idle keep-alive connection closes after this DURATION, e.g. 75s",
+}
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command line of `python -m jishi.gateway`."""
     parser = argparse.ArgumentParser(prog="python -m jishi.gateway", description="jishi gateway (data plane)")
     parser.add_argument("--control-plane", default="http://127.0.0.1:8500", help="control-plane URL")
     parser.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT to serve on")
@@ -41,18 +54,37 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("HOSTS", "CERT", "KEY"),
         help="another certificate for these server names (comma-separated; *.example.com allowed)",
     )
+    for option, meaning in LIMIT_OPTIONS.items():
+        parser.add_argument(option, default=None, help=meaning)
     parser.add_argument("--log-level", default="INFO")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def limits_of(args: argparse.Namespace) -> GatewayLimits:
+    """The limits the options give (`ConfigError` naming the option for a bad value)."""
+    return limits_from_options(
+        max_head_size=args.max_head_size,
+        max_body_size=args.max_body_size,
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+        keepalive_timeout=args.keepalive_timeout,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parser()
+    args = options.parse_args(argv)
     tls = None
     if args.tls_cert or args.tls_key or args.tls_sni:
         if not (args.tls_cert and args.tls_key):
-            parser.error("TLS needs both --tls-cert and --tls-key")
+            options.error("TLS needs both --tls-cert and --tls-key")
         sni = [TLSCertificate(hosts=h.split(","), cert=c, key=k) for h, c, k in args.tls_sni]
         tls = GatewayTLS(cert=args.tls_cert, key=args.tls_key, sni=sni)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
     )
     try:
+        limits = limits_of(args)
         if args.worker_index is not None:
             uvloop.run(
                 run(
@@ -64,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                     worker=args.worker_index,
                     workers=args.workers,
                     tls=tls,
+                    limits=limits,
                 )
             )
         else:
@@ -75,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.access_log,
                 tls=tls,
                 admin_listen=args.admin_listen,
+                limits=limits,
             )
     except ConfigError as exc:
         print(f"jishi gateway: {exc}", file=sys.stderr)

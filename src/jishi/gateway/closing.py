@@ -6,7 +6,8 @@ keep-alive timeouts the proxy's housekeeping applies.
     refuse(client, status, code, message)      the request being parsed is refused; nothing more is read
     write_refusal_and_close(client, refusal)   answer (status, code, message) with a JSON error and close
     close(client)                              close after what was written, lingering if reading stopped early
-    close_if_slow(client, now) -> bool         408 for a request head older than the header timeout
+    close_if_slow(client, now) -> bool         408 for a request head older than the header timeout, or for a
+                                               request body stalled longer than the body timeout
     close_if_idle(client, cutoff) -> bool      close a connection idle since before `cutoff`
 
 A refused request is answered with a JSON error, after which the connection closes, lingering: what the client
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LINGER",
     "P_CLOSING",
+    "body_timed_out",
     "close",
     "close_if_idle",
     "close_if_slow",
@@ -127,10 +129,16 @@ def close(client: ClientConnection) -> None:
 
 def close_if_slow(client: ClientConnection, now: float) -> bool:
     """Answer 408 and close if a request head began more than the header timeout ago and is still
-    incomplete; end a lingering close after `LINGER` seconds."""
+    incomplete, or a request body had no byte for the body timeout (`limits.body_stalled`); end a lingering
+    close after `LINGER` seconds."""
     if client.lingering:
         if client.lingering <= now - LINGER and client.transport is not None:
             client.transport.close()
+        return True
+    watching = client.parsing is not None or client.body_ex is not None  # (and then let go of a finished one)
+    stalled = limits.body_stalled(client, now) if watching else None
+    if stalled is not None:
+        body_timed_out(client, stalled)
         return True
     since = client.head_since
     cutoff = now - client.proxy.header_timeout
@@ -142,6 +150,20 @@ def close_if_slow(client: ClientConnection, now: float) -> bool:
     timeout = client.proxy.header_timeout
     write_refusal_and_close(client, (408, "request_timeout", f"the request head did not arrive within {timeout:g} s"))
     return True
+
+
+def body_timed_out(client: ClientConnection, ex: Exchange) -> None:
+    """The body of `ex` stalled: 408 if no response has begun, the instance connection dropped, and the
+    connection closes. A request answered already (its body read only to be dropped) is just closed."""
+    timeout = client.proxy.body_timeout
+    log.info("client %s: request body stalled for %g s; closing", client.client_ip.decode(), timeout)
+    if ex.finished:
+        client.parser = None
+        client.parsing = None
+        close(client)
+        return
+    message = f"the request body stalled: no byte arrived for {timeout:g} s (the body timeout)"
+    refuse(client, 408, "request_timeout", message)
 
 
 def close_if_idle(client: ClientConnection, cutoff: float) -> bool:

@@ -10,8 +10,8 @@ pipelined request waits (with reading paused) until the one before it is answere
 `jishi.core.retry.decide` and carried out by `jishi.gateway.failover`.
 
 A request the gateway refuses (`jishi.gateway.limits`: ambiguous framing, too large a head or body; a head not
-complete within the header timeout) is answered with a JSON error, after which the connection closes,
-lingering (`jishi.gateway.closing`, which also applies the header and keep-alive timeouts).
+complete within the header timeout; a body stalled for the body timeout) is answered with a JSON error, after
+which the connection closes, lingering (`jishi.gateway.closing`, which also applies the timeouts).
 
 Flow control: when the client's write buffer is full the instance connection stops reading, and when the
 instance connection's write buffer is full (or a body waits for a connection) the client stops reading.
@@ -77,6 +77,11 @@ class ClientConnection(asyncio.Protocol):
         # is measured when complete (`limits.check_head`).
         self.head_since = 0.0
         self.idle_since = self.loop.time()
+        # A request body's progress, for the body timeout (`limits.body_stalled`): set at each body read, taken
+        # down by the housekeeping, which notes when it saw it (`body_since`) and for which exchange.
+        self.body_read = False
+        self.body_ex: Exchange | None = None
+        self.body_since = 0.0
         self.out: list[bytes] = []  # response bytes not yet written: flushed once per event
         self._starting = False  # `finish` is starting queued requests (a loop, not a recursion)
 

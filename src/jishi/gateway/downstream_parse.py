@@ -193,6 +193,7 @@ def on_headers_complete(client: ClientConnection) -> None:
 
 
 def on_body(client: ClientConnection, body: bytes) -> None:
+    client.body_read = True  # the body moves (`limits.body_stalled`)
     ex = client.parsing
     assert ex is not None
     if ex.finished:

@@ -9,6 +9,7 @@ names or values (400, "malformed HTTP request: ..."). Besides it the gateway ref
     a transfer coding other than chunked          501
     a head over the proxy's `max_head_size`       431
     a body over the proxy's `max_body_size`       413 (at once for a Content-Length, while streaming if chunked)
+    a body with no byte for `body_timeout`        408 (`body_stalled`, from the proxy's housekeeping)
 
 A refusal raised inside a parser callback is a `Refused` exception; httptools wraps it in an
 `HttpParserCallbackError` whose `__context__` it is (`refusal_of`).
@@ -18,6 +19,12 @@ limit cannot be too large. Only a read larger than the limit, a head spread over
 head of a connection is measured (`check_head` when the head is complete, `incomplete_head_size` after each
 read that ends inside it); a read ending inside a head also starts the header timer that the proxy's
 housekeeping turns into a 408 (`ClientConnection.close_if_slow`).
+
+Watching a body costs one attribute store per read: `on_body` sets `client.body_read`. The housekeeping, every
+0.5 s, takes the flag down and notes the time it saw it (`client.body_since`, for the exchange `client.body_ex`);
+a body whose flag stays down for `body_timeout` after that is stalled (`body_stalled`). A body counts as moving
+while the gateway itself holds reading back (flow control, a pipelined request waiting) and, for
+`Expect: 100-continue`, until the gateway has sent the request on (and with it the `100 Continue`).
 """
 
 from __future__ import annotations
@@ -27,9 +34,19 @@ from typing import TYPE_CHECKING, NoReturn
 if TYPE_CHECKING:
     from httptools import HttpParserError, HttpRequestParser
 
+    from jishi.gateway.downstream import ClientConnection
     from jishi.gateway.exchange import Exchange
 
-__all__ = ["Refused", "check_head", "head_size", "incomplete_head_size", "refusal_of", "refuse", "transfer_encoding"]
+__all__ = [
+    "Refused",
+    "body_stalled",
+    "check_head",
+    "head_size",
+    "incomplete_head_size",
+    "refusal_of",
+    "refuse",
+    "transfer_encoding",
+]
 
 
 class Refused(Exception):
@@ -88,3 +105,21 @@ def incomplete_head_size(ex: Exchange, read: int) -> tuple[int, bool]:
     else:
         ex.head_raw += read
     return ex.head_base + ex.head_raw, first
+
+
+def body_stalled(client: ClientConnection, now: float) -> Exchange | None:
+    """The request whose body is still arriving but had no byte for the proxy's `body_timeout`, if any (called
+    every 0.5 s: a body's last read is known to within one call, so a stall is found late, never early)."""
+    ex = client.parsing
+    if ex is None or not ex.method or client.parser is None:
+        client.body_ex = None  # no body is being read
+        return None
+    if (
+        ex is not client.body_ex
+        or client.body_read
+        or client.paused
+        or (ex.expect_continue and ex.peer is None and not ex.finished)
+    ):
+        client.body_ex, client.body_read, client.body_since = ex, False, now
+        return None
+    return ex if now - client.body_since >= client.proxy.body_timeout else None

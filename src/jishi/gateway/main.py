@@ -3,8 +3,12 @@
     serve("http://127.0.0.1:8500", "127.0.0.1:8080", Path(".jishi/gateway"))     # blocks until SIGINT/SIGTERM
     python -m jishi.gateway --control-plane URL --listen HOST:PORT --state-dir DIR [--workers N]
                             [--admin-listen HOST:PORT] [--tls-cert FILE --tls-key FILE [--tls-sni HOSTS CERT KEY]...]
+                            [--max-head-size SIZE] [--max-body-size SIZE] [--header-timeout DURATION]
+                            [--body-timeout DURATION] [--keepalive-timeout DURATION]
 
-With `tls` (jishi.yaml's `gateway.tls`) the gateway serves HTTPS on `listen` (`jishi.gateway.tls`).
+With `tls` (jishi.yaml's `gateway.tls`) the gateway serves HTTPS on `listen` (`jishi.gateway.tls`). `limits`
+(jishi.yaml's `gateway.limits`, `jishi.config.GatewayLimits`) are what clients may send and how slowly; every
+worker gets them (`limits_argv`, `limits_from_options`).
 
 With `workers > 1` this process supervises N worker processes that each bind the port with SO_REUSEPORT (the
 kernel spreads connections over them), follow the control plane and register themselves; a worker that dies
@@ -31,8 +35,9 @@ import time
 from pathlib import Path
 
 import uvloop
+from pydantic import ValidationError
 
-from jishi.config import GatewayTLS
+from jishi.config import GatewayLimits, GatewayTLS, parse_duration, parse_size
 from jishi.config.listen import parse_listen
 from jishi.errors import ConfigError
 from jishi.gateway.accesslog import AccessLog
@@ -43,7 +48,7 @@ from jishi.gateway.reporter import LocalMetrics, MetricsSource, Reporter, Worker
 from jishi.gateway.stats import Stats
 from jishi.gateway.tls import server_context
 
-__all__ = ["parse_listen", "run", "serve", "tls_argv", "tls_context"]
+__all__ = ["limits_argv", "limits_from_options", "parse_listen", "run", "serve", "tls_argv", "tls_context"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +67,7 @@ async def run(
     tls: GatewayTLS | None = None,
     admin_listen: str | None = None,
     report_interval: float = 1.0,
+    limits: GatewayLimits | None = None,
 ) -> None:
     """Run one gateway worker on the current loop until `stop` is set (or SIGINT/SIGTERM if `stop` is None).
 
@@ -72,7 +78,15 @@ async def run(
     host, port = parse_listen(listen)
     ssl = tls_context(tls)
     scheme = "https" if ssl is not None else "http"
-    proxy = Proxy(access_log=AccessLog(access_log) if access_log is not None else None)
+    limits = limits or GatewayLimits()
+    proxy = Proxy(
+        access_log=AccessLog(access_log) if access_log is not None else None,
+        max_head_size=limits.max_head_size,
+        max_body_size=limits.max_body_size,
+        header_timeout=limits.header_timeout,
+        body_timeout=limits.body_timeout,
+        keepalive_timeout=limits.keepalive_timeout,
+    )
     proxy.stats = Stats()
     proxy.workers = workers  # a Redis rate limit's local fallback gives each worker its share
     started = time.time()
@@ -151,6 +165,7 @@ def serve(
     access_log: Path | None = None,
     tls: GatewayTLS | None = None,
     admin_listen: str | None = None,
+    limits: GatewayLimits | None = None,
 ) -> None:
     """Run the gateway until SIGINT/SIGTERM (blocking); see the module doc."""
     parse_listen(listen)
@@ -160,9 +175,12 @@ def serve(
         raise ConfigError(f"workers must be at least 1, not {workers}", field="--workers")
     tls_context(tls)  # a bad certificate is reported here, before any worker starts
     if workers == 1:
-        uvloop.run(run(control_plane, listen, state_dir, access_log=access_log, tls=tls, admin_listen=admin_listen))
+        gateway = run(
+            control_plane, listen, state_dir, access_log=access_log, tls=tls, admin_listen=admin_listen, limits=limits
+        )
+        uvloop.run(gateway)
         return
-    uvloop.run(_supervise(control_plane, listen, state_dir, workers, access_log, tls, admin_listen))
+    uvloop.run(_supervise(control_plane, listen, state_dir, workers, access_log, tls, admin_listen, limits))
 
 
 def tls_context(tls: GatewayTLS | None) -> ssl_module.SSLContext | None:
@@ -180,12 +198,13 @@ def _worker_argv(
     workers: int,
     access_log: Path | None,
     tls: GatewayTLS | None,
+    limits: GatewayLimits | None,
 ) -> list[str]:
     argv = [sys.executable, "-m", "jishi.gateway", "--control-plane", control_plane, "--listen", listen]
     argv += ["--state-dir", str(state_dir), "--worker-index", str(index), "--workers", str(workers)]
     if access_log is not None:
         argv += ["--access-log", f"{access_log}.{index}"]
-    return argv + tls_argv(tls)
+    return argv + tls_argv(tls) + limits_argv(limits)
 
 
 def tls_argv(tls: GatewayTLS | None) -> list[str]:
@@ -198,6 +217,49 @@ def tls_argv(tls: GatewayTLS | None) -> list[str]:
     return argv
 
 
+def limits_argv(limits: GatewayLimits | None) -> list[str]:
+    """The `python -m jishi.gateway` options that carry `gateway.limits` (empty for none: the defaults)."""
+    if limits is None:
+        return []
+    return [
+        *("--max-head-size", str(limits.max_head_size), "--max-body-size", str(limits.max_body_size)),
+        *("--header-timeout", repr(limits.header_timeout), "--body-timeout", repr(limits.body_timeout)),
+        *("--keepalive-timeout", repr(limits.keepalive_timeout)),
+    ]
+
+
+def limits_from_options(
+    *,
+    max_head_size: str | None = None,
+    max_body_size: str | None = None,
+    header_timeout: str | None = None,
+    body_timeout: str | None = None,
+    keepalive_timeout: str | None = None,
+) -> GatewayLimits:
+    """`GatewayLimits` from command-line text ("32KiB", "60s"; None: the default); a `ConfigError` naming the
+    option for a bad value."""
+    given = {
+        "max_head_size": (max_head_size, parse_size),
+        "max_body_size": (max_body_size, parse_size),
+        "header_timeout": (header_timeout, parse_duration),
+        "body_timeout": (body_timeout, parse_duration),
+        "keepalive_timeout": (keepalive_timeout, parse_duration),
+    }
+    values: dict[str, float] = {}
+    for name, (text, parse) in given.items():
+        if text is None:
+            continue
+        option = "--" + name.replace("_", "-")
+        try:
+            values[name] = parse(text)
+            GatewayLimits.model_validate({name: values[name]})
+        except (ValueError, ValidationError) as exc:
+            message = f"{exc.errors()[0]['msg']}, got {text!r}" if isinstance(exc, ValidationError) else str(exc)
+            example = "32KiB" if name.endswith("size") else "10s"
+            raise ConfigError(message, field=option, fix=f"e.g. {option} {example}") from None
+    return GatewayLimits.model_validate(values)
+
+
 async def _supervise(
     control_plane: str,
     listen: str,
@@ -206,6 +268,7 @@ async def _supervise(
     access_log: Path | None,
     tls: GatewayTLS | None,
     admin_listen: str | None,
+    limits: GatewayLimits | None,
 ) -> None:
     from jishi.api import HttpControlPlane  # imported before the workers start, not while they import
 
@@ -218,7 +281,7 @@ async def _supervise(
     metrics.clear()
 
     def start(i: int) -> None:
-        procs[i] = subprocess.Popen(_worker_argv(control_plane, listen, state_dir, i, workers, access_log, tls))
+        procs[i] = subprocess.Popen(_worker_argv(control_plane, listen, state_dir, i, workers, access_log, tls, limits))
 
     for i in range(workers):
         start(i)

@@ -4,14 +4,18 @@
 The follower (`jishi.gateway.follower`) swaps tables in as the registry changes. Background work runs in one
 task the proxy owns: read timeouts, failure marks and outlier ejections every 50 ms, and every 0.5 s sweeping
 idle connections and flushing the access log, answering 408 to request heads older than `header_timeout` and
-ending lingering closes. Connection attempts are tasks it tracks and cancels on stop; active health checks
-(`jishi.gateway.health`) are one task per route that has them, cancelled when the route changes and on stop.
+to request bodies stalled for longer than `body_timeout`, and ending lingering closes. Connection attempts are
+tasks it tracks and cancels on stop; active health checks (`jishi.gateway.health`) are one task per route that
+has them, cancelled when the route changes and on stop.
 
 Limits on what a client may send (each refusal is a JSON error, after which the connection closes):
 `max_head_size` (request line and headers, 32 KiB → 431), `max_body_size` (100 MiB → 413: a larger
 Content-Length at once, a chunked body once it grows past it), `header_timeout` (10 s from the connection's
 start for its first request, from the first byte of a head for later ones → 408; between requests the
-`keepalive_timeout` applies). Ambiguous framing is refused with 400 (`jishi.gateway.downstream`).
+`keepalive_timeout` applies), `body_timeout` (60 s: the longest wait between two reads of a request body that
+is still arriving → 408, the instance connection for it dropped; checked with the header timeout every 0.5 s,
+so a cut comes up to a second late, never early). Ambiguous framing is refused with 400
+(`jishi.gateway.downstream`). jishi.yaml sets them under `gateway.limits` (`jishi.config.GatewayLimits`).
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ class Proxy:
         max_head_size: int = 32 * 1024,
         max_body_size: int = 100 * 1024 * 1024,
         header_timeout: float = 10.0,
+        body_timeout: float = 60.0,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.table = RoutingTable()
@@ -72,6 +77,7 @@ class Proxy:
         self.max_head_size = max_head_size  # a larger request head is refused with 431
         self.max_body_size = max_body_size  # a larger request body is refused with 413
         self.header_timeout = header_timeout  # a request head incomplete for longer is answered 408
+        self.body_timeout = body_timeout  # a request body with no byte for longer is answered 408
         # Every connection's writes of a loop turn are made together at its end (`jishi.gateway.writes`).
         self.writes = WriteBatch(self.loop)
         self.pool = Pool(self.loop, max_idle=upstream_max_idle, idle_timeout=upstream_idle_timeout, writes=self.writes)
