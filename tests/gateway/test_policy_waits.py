@@ -55,10 +55,14 @@ async def test_waiter_dropped_by_leave_before_its_timer_is_refused() -> None:
 async def test_waiter_dropped_by_enter_before_its_timer_is_refused() -> None:
     """A new request arriving just after a waiter's deadline (before the timer ran) leaves it answered."""
     q, b, resumed, expired, t0, ex = _queue_with_one_waiter()
-    b.enter(t0 + 0.1005)
+    admission, ticket = b.enter(t0 + 0.1005)
     q.reap()  # as the chain's bulkhead stage does after enter()
+    assert admission is Admission.WAIT  # the newcomer waits in turn (the slot is still taken), as the stage has it
+    late = SimpleNamespace(finished=False, held=0, ticket=0)
+    q.wait(ticket, SimpleNamespace(closed=False), late, 1)  # type: ignore[arg-type]
     await asyncio.sleep(0.3)
-    assert expired[:1] == [ex] and resumed == []
+    assert expired == [ex, late] and resumed == []
+    assert not q._waiters
 
 
 async def _one(port: int, path: bytes) -> int | str:
