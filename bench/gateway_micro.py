@@ -64,6 +64,11 @@ REQUESTS = {
         b"X-Request-Id: 4f9c2b7e-1d2a-4c9b-8e7f-0a1b2c3d4e5f\r\n"
         b"\r\n"
     ),
+    # What a gateway behind a load balancer or CDN gets: a keep-alive request carrying X-Forwarded-For.
+    "proxied": (
+        b"GET /api/hello/items?page=2 HTTP/1.1\r\nHost: shop.example.com\r\nConnection: keep-alive\r\n"
+        b"X-Forwarded-For: 203.0.113.7\r\nAccept: application/json\r\n\r\n"
+    ),
     # A small POST with a chunked body (re-chunked by the gateway).
     "chunked": (
         b"POST /api/hello/orders HTTP/1.1\r\nHost: shop.example.com\r\nContent-Type: application/json\r\n"
