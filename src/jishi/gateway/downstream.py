@@ -30,7 +30,7 @@ from jishi.gateway import closing, dispatch
 from jishi.gateway import downstream_parse as _parse
 from jishi.gateway.exchange import REPLAY_LIMIT, Exchange
 from jishi.gateway.responses import error_response
-from jishi.gateway.upstream import BATCH_MAX, WRITE_HIGH
+from jishi.gateway.upstream import WRITE_HIGH
 
 if TYPE_CHECKING:
     from jishi.gateway.proxy import Proxy
@@ -131,18 +131,11 @@ class ClientConnection(asyncio.Protocol):
             self.writes.add(self)
 
     def flush_read(self, size: int) -> None:
-        """`flush` after a read of `size` bytes from the instance: once this loop turn's reads passed
-        `BATCH_MAX` bytes, write at once, so that the client's flow control (`pause_writing`, which stops reading
-        the instance) acts before the next read of the instance."""
-        if self.queued:
-            size += self.queued_size
-        if size >= BATCH_MAX:
-            self.write_now()
-            return
-        self.queued_size = size
-        if self.out and not self.queued:
-            self.queued = True
-            self.writes.add(self)
+        """`flush` after a read of `size` bytes from the instance: at once past `jishi.gateway.writes.BATCH_MAX`
+        bytes this turn, so that the client's flow control (`pause_writing`, which stops reading the instance)
+        acts before the next read of the instance."""
+        if self.out:
+            self.writes.queue(self, size)
 
     def write_now(self) -> None:
         """Write everything produced so far in one call, now (before a close; and for `writes`)."""

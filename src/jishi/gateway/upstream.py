@@ -45,10 +45,6 @@ _ACTIONS_GET = RESPONSE_ACTIONS.get
 _CRLF = b"\r\n"
 
 WRITE_HIGH = 256 * 1024
-# Bytes relayed from one connection's reads in one loop turn past which they are written at once instead of at
-# the end of the turn (`jishi.gateway.writes`): the loop reads a busy socket up to 32 times a turn, and the
-# receiver's flow control (`pause_writing` → stop reading the sender) can only act on bytes written.
-BATCH_MAX = 64 * 1024
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -143,21 +139,10 @@ class UpstreamConnection(asyncio.Protocol):
 
     def write(self, *pieces: bytes, size: int = -1) -> None:
         """Send `pieces` (more of the request body, `size` bytes if the caller counted them) with this loop
-        turn's writes; once `BATCH_MAX` bytes of body are queued they are written at once, so that the
-        instance's flow control (`pause_writing`, which stops reading the client) acts before the next read of
-        the client."""
+        turn's writes, or at once past `jishi.gateway.writes.BATCH_MAX` bytes this turn, so that the instance's
+        flow control (`pause_writing`, which stops reading the client) acts before the next read of the client."""
         self.out += pieces
-        if size < 0:
-            size = sum(map(len, pieces))
-        if self.queued:
-            size += self.queued_size
-        if size >= BATCH_MAX:
-            self.write_now()
-            return
-        self.queued_size = size
-        if not self.queued:
-            self.queued = True
-            self._writes.add(self)
+        self._writes.queue(self, sum(map(len, pieces)) if size < 0 else size)
 
     def write_now(self) -> None:
         """Write what is queued, now (for `jishi.gateway.writes`); dropped if the connection is closed."""

@@ -19,7 +19,7 @@ bytes queued before the close are never left behind or reordered.
 
 Flow control: the loop reads a busy socket up to 32 times in one turn, and a receiver's transport can ask for a
 pause (`pause_writing`, which stops reading the sender) only for bytes written to it. So once one connection's
-relayed bytes of this turn reach `BATCH_MAX` (64 KiB, `jishi.gateway.upstream`; a request body in
+relayed bytes of this turn reach `BATCH_MAX` (64 KiB; `queue(conn, size)`: a request body in
 `UpstreamConnection.write`, a response in `ClientConnection.flush_read`) they are written at once: a write
 buffer then passes its high-water mark by about a read, as without the batch, not by megabytes.
 """
@@ -30,13 +30,16 @@ import asyncio
 import logging
 from typing import Protocol
 
-__all__ = ["WriteBatch", "Writer"]
+__all__ = ["BATCH_MAX", "WriteBatch", "Writer"]
 
 log = logging.getLogger(__name__)
+
+BATCH_MAX = 64 * 1024  # relayed bytes of one connection in one loop turn that are written at once
 
 
 class Writer(Protocol):
     queued: bool
+    queued_size: int  # relayed bytes queued this turn (`WriteBatch.queue`)
 
     def write_now(self) -> None: ...
 
@@ -63,6 +66,19 @@ class WriteBatch:
         if not self._scheduled:
             self._scheduled = True
             self._loop.call_soon(self.run)
+
+    def queue(self, conn: Writer, size: int) -> None:
+        """`conn` has `size` more relayed bytes to write: with this turn's writes, or at once when its bytes of
+        this turn reach `BATCH_MAX` (see the module doc: flow control)."""
+        if conn.queued:
+            size += conn.queued_size
+        if size >= BATCH_MAX:
+            conn.write_now()
+            return
+        conn.queued_size = size
+        if not conn.queued:
+            conn.queued = True
+            self.add(conn)
 
     def run(self) -> None:
         """Write every queued connection's bytes now."""
