@@ -17,6 +17,7 @@ class Conn:
 
     def __init__(self, log: list[str], name: str, fail: bool = False) -> None:
         self.queued = False
+        self.queued_size = 0
         self.log = log
         self.name = name
         self.fail = fail
@@ -29,12 +30,12 @@ class Conn:
 
 
 async def test_writes_wait_for_the_end_of_the_loop_turn_and_run_once() -> None:
+    """Queued writers are written after the turn, in order, each once even if added twice, and not again."""
     loop = asyncio.get_running_loop()
     batch = WriteBatch(loop)
     log: list[str] = []
     a, b = Conn(log, "a"), Conn(log, "b")
-    for conn in (a, b):
-        conn.queued = True
+    for conn in (a, b, a):  # `a` twice in the turn: written once
         batch.add(conn)
     assert log == []  # nothing written during the turn
     await asyncio.sleep(0)  # the turn ends
@@ -44,6 +45,7 @@ async def test_writes_wait_for_the_end_of_the_loop_turn_and_run_once() -> None:
 
 
 async def test_one_failing_write_does_not_hold_back_the_others(caplog: pytest.LogCaptureFixture) -> None:
+    """A writer that raises is logged with its error, and the writers after it are still written."""
     batch = WriteBatch(asyncio.get_running_loop())
     log: list[str] = []
     for conn in (Conn(log, "a"), Conn(log, "bad", fail=True), Conn(log, "c")):
@@ -55,6 +57,7 @@ async def test_one_failing_write_does_not_hold_back_the_others(caplog: pytest.Lo
 
 
 async def test_an_instance_connection_writes_head_and_body_in_order_in_one_call() -> None:
+    """A request head and two body writes queued in one turn reach the instance in order, in one call."""
     pool = Pool(asyncio.get_running_loop())
     conn = UpstreamConnection(pool, ("127.0.0.1", 9000))
     transport = MemoryTransport(("127.0.0.1", 9000))
@@ -71,6 +74,7 @@ async def test_an_instance_connection_writes_head_and_body_in_order_in_one_call(
 
 
 async def test_an_aborted_connection_writes_nothing_it_had_queued() -> None:
+    """An instance connection aborted with a request queued writes nothing when the turn ends."""
     pool = Pool(asyncio.get_running_loop())
     conn = UpstreamConnection(pool, ("127.0.0.1", 9000))
     transport = MemoryTransport(("127.0.0.1", 9000))

@@ -119,15 +119,13 @@ class ClientConnection(asyncio.Protocol):
         self.body_read = False
         self.body_ex: Exchange | None = None
         self.body_since = 0.0
-        self.out: list[bytes] = []  # response bytes not yet written: flushed once per event
+        self.out: list[bytes] = []  # response bytes not yet written: written at the end of the loop turn (`flush`)
         self._starting = False  # `finish` is starting queued requests (a loop, not a recursion)
 
     def flush(self) -> None:
         """Have everything produced so far written in one call at the end of this loop turn, with the other
         connections' writes (`jishi.gateway.writes`)."""
         if self.out and not self.queued:
-            self.queued = True
-            self.queued_size = 0
             self.writes.add(self)
 
     def flush_read(self, size: int) -> None:

@@ -132,10 +132,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.last_read = now
         self.pool.busy.add(self)
         self.out.append(data)
-        if not self.queued:
-            self.queued = True
-            self.queued_size = 0
-            self._writes.add(self)
+        self._writes.add(self)
 
     def write(self, *pieces: bytes, size: int = -1) -> None:
         """Send `pieces` (more of the request body, `size` bytes if the caller counted them) with this loop
