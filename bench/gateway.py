@@ -170,8 +170,16 @@ def gateway_options() -> set[str]:
 
 
 def start_jishi(
-    procs: Procs, name: str, cp_url: str, tmp: Path, sections: set[str], prefix: str, options: set[str]
+    procs: Procs,
+    name: str,
+    cp_url: str,
+    tmp: Path,
+    sections: set[str],
+    prefix: str,
+    options: set[str],
+    env: dict[str, str] | None = None,
 ) -> Jishi:
+    """A `jishi gateway` following `cp_url`, serving route `name` at `prefix` (with `env` when given)."""
     port = free_port()
     argv = [sys.executable, "-m", "jishi.gateway", "--control-plane", cp_url, "--listen", f"127.0.0.1:{port}",
             "--state-dir", str(tmp / f"gateway-{name}"), "--log-level", "WARNING"]  # fmt: skip
@@ -181,7 +189,7 @@ def start_jishi(
         admin_port = free_port()
         argv += [admin, f"127.0.0.1:{admin_port}"]
         admin_url = f"http://127.0.0.1:{admin_port}"
-    proc = procs.start(f"gateway-{name}", argv, PROXY_CPU)
+    proc = procs.start(f"gateway-{name}", argv, PROXY_CPU, env)
     logs = [tmp / f"access-{name}.log"] if "access_log" in sections else []
     label = f"jishi-{name}" if name != MAIN_ROUTE else "jishi"
     return Jishi(Target(label, f"http://127.0.0.1:{port}{prefix}", proc.pid), admin_url, logs)

@@ -27,7 +27,6 @@ import sys
 from pathlib import Path
 
 import gateway as bench
-from jishi.testing import free_port
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -40,18 +39,13 @@ def unpack(rev: str, into: Path) -> Path:
     return into / "src"
 
 
-def start(procs: bench.Procs, name: str, cp_url: str, tmp: Path, sections: set[str], src: Path | None) -> bench.Target:
+def start(bed: bench.Bed, name: str, sections: set[str], src: Path | None, options: set[str]) -> bench.Target:
     """One gateway (of the base commit when `src` is given) serving route `name` at /name/."""
-    port = free_port()
-    argv = [sys.executable, "-m", "jishi.gateway", "--control-plane", cp_url, "--listen", f"127.0.0.1:{port}",
-            "--state-dir", str(tmp / f"gateway-{name}"), "--log-level", "WARNING"]  # fmt: skip
-    if "metrics" in sections:
-        argv += ["--admin-listen", f"127.0.0.1:{free_port()}"]
     env = dict(os.environ)
     if src is not None:  # ahead of the installed (editable) jishi
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH", "")]))
-    proc = procs.start(f"gateway-{name}", argv, bench.PROXY_CPU, env)
-    return bench.Target(name, f"http://127.0.0.1:{port}/{name}/", proc.pid)
+    jishi = bench.start_jishi(bed.procs, name, bed.cp_url, bed.tmp, sections, f"/{name}/", options, env)
+    return bench.Target(name, jishi.target.url, jishi.target.pgid)
 
 
 def summary(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -75,11 +69,12 @@ def main() -> int:
     sections = set() if args.bare else set(bench.SECTIONS)
     bench.peers.ensure_tools()
     with bench.testbed("jishi-ab-") as bed:
-        procs, tmp, ports, cp_url = bed.procs, bed.tmp, bed.ports, bed.cp_url
+        tmp, ports, cp_url = bed.tmp, bed.ports, bed.cp_url
         base_src = unpack(args.base, tmp)
+        options = bench.gateway_options()  # this tree's; a base commit must accept the same admin option
         targets = [
-            start(procs, "base", cp_url, tmp, sections, base_src),
-            start(procs, "head", cp_url, tmp, sections, None),
+            start(bed, "base", sections, base_src, options),
+            start(bed, "head", sections, None, options),
         ]
         routes = [bench.bench_route(t.name, f"/{t.name}", sections, tmp) for t in targets]
         asyncio.run(bench.feed_control_plane(cp_url, ports, routes))
