@@ -7,7 +7,7 @@ from collections import Counter
 
 from jishi.core.balancer import PeerSpec
 from jishi.core.lb import OutlierConfig
-from jishi.core.peer_group import EJECTED, FAILED, UNHEALTHY, GroupConfig, PeerGroup
+from jishi.core.peer_group import EJECTED, FAILED, UNCHECKED, UNHEALTHY, GroupConfig, PeerGroup
 
 RNG = random.Random(1)
 
@@ -149,3 +149,33 @@ def test_peak_ewma_group_learns_latency_and_prefers_the_fast_peer() -> None:
         group.finished(peer, 1.0, latency, 200)
     assert a.endpoint is not None and a.endpoint.ewma == 0.5 and a.endpoint.active == 0
     assert set(picks(group, 10, 1.0)) == {"b"}
+
+
+def test_wait_for_pass_keeps_a_new_peer_out_until_its_first_check_passes() -> None:
+    """wait_for_pass: a peer joining an existing route takes nothing while its checks fail (not even in panic: it
+    does not count towards the threshold), is in after one pass (not `rise`), then ramps up under slow start; the
+    peers of a brand-new route are in at once."""
+    cfg = GroupConfig(wait_for_pass=True, slow_start=10.0, panic_threshold=0.9)
+    first = PeerGroup(specs("a"), cfg, now=0.0)
+    assert first.down_reasons("svc/a") == 0 and not first.unchecked()
+    group = PeerGroup.build(specs("a", "b"), cfg, now=100.0, previous=first)
+    new = group.get("svc/b")
+    assert new is not None and group.down_reasons("svc/b") == UNCHECKED and group.unchecked()
+    assert group.out_of_rotation() == ["svc/b"]
+    assert set(picks(group, 20, 100.0)) == {"a"} and not group.peer_set.panic
+    assert group.health(new, False, 101.0, rise=3, fall=1) is None
+    assert group.down_reasons("svc/b") == UNCHECKED  # a failed first check is no ejection: it stays unchecked
+    change = group.health(new, True, 102.0, rise=3, fall=1)
+    assert change is not None and change.up and change.first
+    assert group.down_reasons("svc/b") == 0 and not group.unchecked() and group.out_of_rotation() == []
+    assert Counter(picks(group, 5, 104.5)) == {"a": 4, "b": 1}  # a quarter of its weight 2.5 s after admission
+    assert Counter(picks(group, 10, 112.0)) == {"a": 5, "b": 5}
+    later = group.health(new, False, 113.0, rise=3, fall=1)  # from now on the usual fall / rise rules
+    assert later is not None and not later.up and group.down_reasons("svc/b") == UNHEALTHY
+
+
+def test_without_wait_for_pass_a_new_peer_is_in_at_once() -> None:
+    """The default (Envoy's): a peer new to the route takes traffic before any check."""
+    first = PeerGroup(specs("a"), GroupConfig(), now=0.0)
+    group = PeerGroup.build(specs("a", "b"), GroupConfig(), now=1.0, previous=first)
+    assert group.down_reasons("svc/b") == 0 and set(picks(group, 4, 1.0)) == {"a", "b"}

@@ -59,6 +59,46 @@ async def test_tcp_check_takes_out_an_instance_that_stopped_listening(
     await wait_until_async(lambda: not gateway.proxy.health._tasks and not gateway.proxy.health._ending)
 
 
+async def test_wait_for_pass_keeps_a_new_instance_out_until_a_check_passes(
+    gateway: GatewayUnderTest, procs: ProcessGroup, tmp_path: Path
+) -> None:
+    """wait_for_pass: an instance added to a route whose health path fails gets no request (even with an interval
+    of a minute, it is checked as soon as it appears); once its path passes it takes traffic, and an
+    `instance.admitted` event says so."""
+    sick_flag = tmp_path / "sick"
+    sick_flag.touch()
+    well, late = start_faulty(procs, "well"), start_faulty(procs, "late", f"sick:{sick_flag}")
+    slow = {"path": "/healthz", "interval": "60s", "timeout": "500ms", "fall": 1, "rise": 1, "wait_for_pass": True}
+    gateway.set([route(health_check=slow)], [instance(well)])
+    gateway.set([route(health_check=slow)], [instance(well), instance(late)])
+    entry = gateway.proxy.table.routes["svc"]
+    assert entry.ejected() == ["svc/late"]
+    assert await names(gateway, 8) == {"well"}
+    fast = {**slow, "interval": "100ms"}
+    gateway.set([route(health_check=fast)], [instance(well), instance(late)])  # (a changed section: new checker)
+    entry = gateway.proxy.table.routes["svc"]
+    await asyncio.sleep(0.3)
+    assert entry.ejected() == ["svc/late"] and await names(gateway, 8) == {"well"}  # failing checks keep it out
+    sick_flag.unlink()
+    await wait_until_async(lambda: entry.ejected() == [])
+    assert await names(gateway, 8) == {"well", "late"}
+    (event,) = [e for e in gateway.proxy.events if e.kind == "instance.admitted"]
+    assert event.subject == "svc/late" and event.labels["reason"] == "health_check"
+
+
+async def test_wait_for_pass_checks_a_new_instance_at_once(gateway: GatewayUnderTest, procs: ProcessGroup) -> None:
+    """A table that brings a new instance to a route with wait_for_pass starts a round then, not at the route's
+    next interval (a minute here): the healthy newcomer takes traffic within a second."""
+    well, late = start_faulty(procs, "well"), start_faulty(procs, "late")
+    check = {"path": "/healthz", "interval": "60s", "timeout": "500ms", "wait_for_pass": True}
+    gateway.set([route(health_check=check)], [instance(well)])
+    await asyncio.sleep(0.2)  # the first round (of the first table) is over
+    gateway.set([route(health_check=check)], [instance(well), instance(late)])
+    entry = gateway.proxy.table.routes["svc"]
+    await wait_until_async(lambda: entry.ejected() == [])
+    assert await names(gateway, 8) == {"well", "late"}
+
+
 async def wait_until_async(predicate: Any) -> None:
     """Wait on the running loop (the gateway runs on it) until `predicate()` holds, for up to 5 s."""
     for _ in range(250):

@@ -8,11 +8,13 @@ tier, panic threshold, slow start) and one picker over it (`round_robin` is `Smo
 from `jishi.core.lb.make_picker`). Each `jishi.core.balancer.Peer` the shell talks to has its `Endpoint` (and the
 endpoint's `target` is the peer), so the shell keeps working with peers and addresses.
 
-A peer is out of the rotation for any of three reasons, kept as bits; it is up when none holds:
+A peer is out of the rotation for any of four reasons, kept as bits; it is up when none holds:
 
     FAILED      the shell could not talk to it (connect refused, reset): for `fail_timeout` seconds
     UNHEALTHY   the gateway's active health check failed `fall` times in a row (back after `rise` passes)
     EJECTED     passive outlier detection (`jishi.core.lb.OutlierDetector`) ejected it, for a growing time
+    UNCHECKED   new to the route while `wait_for_pass` is on: no active check has passed it yet (Envoy's
+                `ignore_new_hosts_until_first_hc`, nginx's `health_check mandatory`)
 
 Taking a peer out or putting it back goes through `PeerSet.set_up`, so a returning peer starts a slow-start ramp,
 and the panic threshold decides what happens when too many are out.
@@ -23,7 +25,8 @@ unchanged: rings, Maglev tables, in-flight counts, EWMA estimates and ramps all 
 registry generation only clears a FAILED mark). Otherwise a new group is built whose unchanged peers are the
 *same* `Peer`/`Endpoint` objects (tries in flight finish on the object they started on, so in-flight counts
 stay right) and whose changed peers keep their health, latency and ramp; a peer new to an existing route starts
-a slow-start ramp at `now`, the peers of a brand-new route do not.
+a slow-start ramp at `now` (and, with `wait_for_pass`, out of the rotation until its first passed check), the
+peers of a brand-new route do not: they are the ones the registry reported healthy when the route was made.
 
 Nothing here reads a clock or draws a random number: `now` and `rng` are arguments.
 """
@@ -38,9 +41,9 @@ from jishi.core.balancer import DEFAULT_FAIL_TIMEOUT, Peer, PeerSpec
 from jishi.core.lb import Change, Endpoint, OutlierConfig, OutlierDetector, PeerSet, Picker, Rng, SlowStart, make_picker
 from jishi.core.lb.peers import PickerBase
 
-__all__ = ["EJECTED", "FAILED", "UNHEALTHY", "GroupConfig", "HealthChange", "PeerGroup", "SmoothPicker"]
+__all__ = ["EJECTED", "FAILED", "UNCHECKED", "UNHEALTHY", "GroupConfig", "HealthChange", "PeerGroup", "SmoothPicker"]
 
-FAILED, UNHEALTHY, EJECTED = 1, 2, 4
+FAILED, UNHEALTHY, EJECTED, UNCHECKED = 1, 2, 4, 8
 
 
 class SmoothPicker(PickerBase):
@@ -99,6 +102,7 @@ class GroupConfig:
     panic_threshold: float = 0.5
     outlier: OutlierConfig | None = None
     fail_timeout: float = DEFAULT_FAIL_TIMEOUT
+    wait_for_pass: bool = False  # a peer new to the route takes no traffic before an active check passes it
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +113,7 @@ class HealthChange:
     up: bool
     at: float
     run: int  # the consecutive results that made the change
+    first: bool = False  # a new peer's first passed check (`wait_for_pass`), not a return from failing checks
 
 
 def _signature(spec: PeerSpec) -> tuple[str, str, int, int, bool]:
@@ -160,7 +165,7 @@ class PeerGroup:
                 peer.endpoint = ep
             peers.append(peer)
             if previous is not None:
-                self._down[peer.key] = previous._down.get(peer.key, 0)
+                self._down[peer.key] = previous._down.get(peer.key, UNCHECKED if config.wait_for_pass else 0)
                 if peer.key in previous._runs:
                     self._runs[peer.key] = previous._runs[peer.key]
         self.peers: tuple[Peer, ...] = tuple(peers)
@@ -172,17 +177,8 @@ class PeerGroup:
             assert peer.endpoint is not None
             peer.endpoint.up = mask == 0
         ramp = SlowStart(config.slow_start, aggression=config.slow_start_aggression) if config.slow_start else None
-        self.peer_set = PeerSet(
-            [p.endpoint for p in peers if p.endpoint is not None],
-            panic_threshold=config.panic_threshold,
-            slow_start=ramp,
-        )
-        self.picker: Picker
-        if config.policy == "round_robin":
-            prior_rr = previous.picker if previous is not None else None
-            self.picker = SmoothPicker(self.peer_set, prior_rr.current if isinstance(prior_rr, SmoothPicker) else None)
-        else:
-            self.picker = make_picker(config.policy, self.peer_set)
+        self.peer_set = PeerSet(self._balanced(), panic_threshold=config.panic_threshold, slow_start=ramp)
+        self.picker: Picker = self._new_picker(previous.picker if previous is not None else None)
         # The picker's start/finish hooks only count requests in flight (every policy but peak_ewma): the shell
         # may then count on the endpoint itself.
         on_finish: object = type(self.picker).on_finish
@@ -198,6 +194,16 @@ class PeerGroup:
             else:
                 self.outlier = OutlierDetector(config.outlier, [p.key for p in peers], now=now)
         self._due = self._next_due()
+
+    def _balanced(self) -> list[Endpoint]:
+        """The endpoints the picker draws from: all but those waiting for their first passed check (which count
+        for neither the rotation nor the panic threshold until then)."""
+        return [p.endpoint for p in self.peers if p.endpoint is not None and not self._down[p.key] & UNCHECKED]
+
+    def _new_picker(self, prior: Picker | None) -> Picker:
+        if self.config.policy == "round_robin":
+            return SmoothPicker(self.peer_set, prior.current if isinstance(prior, SmoothPicker) else None)
+        return make_picker(self.config.policy, self.peer_set)
 
     @classmethod
     def build(
@@ -277,7 +283,13 @@ class PeerGroup:
         last, run = self._runs.get(peer.key, (True, 0))
         run = run + 1 if last == passed else 1
         self._runs[peer.key] = (passed, run)
-        unhealthy = bool(self._down.get(peer.key, 0) & UNHEALTHY)
+        mask = self._down.get(peer.key, 0)
+        if mask & UNCHECKED:  # new, waiting for its first pass: failures keep it out, one pass lets it in
+            if not passed:
+                return None
+            self._admit(peer, now)
+            return HealthChange(peer.key, True, now, run, first=True)
+        unhealthy = bool(mask & UNHEALTHY)
         if passed and unhealthy and run >= rise:
             self._mark(peer, UNHEALTHY, False, now)
             return HealthChange(peer.key, True, now, run)
@@ -302,12 +314,33 @@ class PeerGroup:
         return changes
 
     def out_of_rotation(self) -> list[str]:
-        """Keys of the peers the gateway took out: ejected by outlier detection or failing active checks."""
-        return [k for k, mask in self._down.items() if mask & (EJECTED | UNHEALTHY)]
+        """Keys of the peers the gateway took out: ejected by outlier detection, failing active checks, or new and
+        not yet passed by one (`wait_for_pass`)."""
+        return [k for k, mask in self._down.items() if mask & (EJECTED | UNHEALTHY | UNCHECKED)]
+
+    def unchecked(self) -> bool:
+        """Some peer waits for its first passed active check (the checker probes at once rather than at its
+        next interval)."""
+        return any(mask & UNCHECKED for mask in self._down.values())
 
     def down_reasons(self, key: str) -> int:
         """The FAILED / UNHEALTHY / EJECTED bits that hold for peer `key` (0: in the rotation)."""
         return self._down.get(key, 0)
+
+    def _admit(self, peer: Peer, now: float) -> None:
+        """`peer` passed its first check: the picker draws from it from now on (ramping up under slow start)."""
+        mask = self._down[peer.key] = self._down[peer.key] & ~UNCHECKED
+        ep = peer.endpoint
+        assert ep is not None
+        ep.up = mask == 0
+        ep.since = ep.stamp = now
+        self.peer_set = PeerSet(
+            self._balanced(),
+            panic_threshold=self.peer_set.panic_threshold,
+            slow_start=self.peer_set.slow_start,
+            previous=self.peer_set,
+        )
+        self.picker = self._new_picker(self.picker)
 
     def _apply(self, changes: list[Change[str]], now: float) -> None:
         for change in changes:

@@ -182,8 +182,10 @@ def group_config(route: Any, fail_timeout: float = DEFAULT_FAIL_TIMEOUT) -> Grou
             success_rate_stdev_factor=outlier.success_rate_stdev_factor,
             success_rate_enabled=outlier.success_rate,
         )
+    check = getattr(route, "health_check", None)
+    wait_for_pass = check is not None and check.wait_for_pass
     if lb is None:
-        return GroupConfig(outlier=detector, fail_timeout=fail_timeout)
+        return GroupConfig(outlier=detector, fail_timeout=fail_timeout, wait_for_pass=wait_for_pass)
     return GroupConfig(
         policy=lb.policy,
         slow_start=lb.slow_start,
@@ -191,6 +193,7 @@ def group_config(route: Any, fail_timeout: float = DEFAULT_FAIL_TIMEOUT) -> Grou
         panic_threshold=lb.panic_threshold,
         outlier=detector,
         fail_timeout=fail_timeout,
+        wait_for_pass=wait_for_pass,
     )
 
 

@@ -181,7 +181,11 @@ def report(proxy: Proxy, route: RouteEntry, changes: list[Change[str]]) -> None:
 
 def health_event(proxy: Proxy, route: RouteEntry, change: HealthChange, detail: str) -> None:
     """Log an active health check's verdict on a peer, and keep it as an event."""
-    if change.up:
+    if change.up and change.first:
+        reason = f"route {route.name}: new instance passed its first active health check ({detail}); in rotation"
+        log.info("%s: %s", change.peer, reason)
+        _event(proxy, "instance.admitted", change.peer, reason, "info", route.name, "health_check")
+    elif change.up:
         reason = f"route {route.name}: active health check passed {change.run} times; back in rotation"
         log.info("%s: %s", change.peer, reason)
         _event(proxy, "instance.restored", change.peer, reason, "info", route.name, "health_check")

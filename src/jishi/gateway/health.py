@@ -16,8 +16,10 @@ way is logged and counts as a failed check; it never ends the round for the othe
 
 and hands each result to the route's current peer group (`PeerGroup.health`): `fall` failures in a row take a
 peer out of that route's rotation, `rise` passes in a row put it back (then it ramps up under slow start). Peers
-start in the rotation (the registry already reports them healthy). Changes are logged and become events
-(instance.ejected / instance.restored, label reason=health_check).
+start in the rotation (the registry already reports them healthy), unless the section says `wait_for_pass`: then
+a peer new to the route takes traffic only after a check has passed it, and a table that brings such peers starts
+a round at once instead of at the route's next interval. Changes are logged and become events
+(instance.ejected / instance.restored / instance.admitted, label reason=health_check).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class HealthChecks:
         self.proxy = proxy
         self._tasks: dict[str, tuple[Any, asyncio.Task[None]]] = {}  # route name → (its section, its task)
         self._ending: set[asyncio.Task[None]] = set()
+        self._wake: dict[str, asyncio.Event] = {}  # route name → set when new peers wait for their first check
 
     def follow(self, table: RoutingTable) -> None:
         """Check the routes of `table` that have a health_check section (and no others)."""
@@ -57,10 +60,16 @@ class HealthChecks:
                 self._cancel(name)
         for name, spec in wanted.items():
             if name not in self._tasks:
+                self._wake[name] = asyncio.Event()
                 task = self.proxy.loop.create_task(self._run(name, spec), name=f"health-check {name}")
                 self._tasks[name] = (spec, task)
+            else:
+                lb = table.routes[name].lb
+                if lb is not None and lb.unchecked():
+                    self._wake[name].set()  # new peers wait out of the rotation: check them now
 
     def _cancel(self, name: str) -> None:
+        self._wake.pop(name, None)
         _, task = self._tasks.pop(name)
         task.cancel()
         self._ending.add(task)
@@ -78,13 +87,16 @@ class HealthChecks:
 
     async def _run(self, name: str, spec: Any) -> None:
         loop = self.proxy.loop
+        wake = self._wake[name]
         while True:
             started = loop.time()
+            wake.clear()
             try:
                 await self._round(name, spec)
             except Exception:
                 log.exception("route %s: active health check round failed", name)
-            await asyncio.sleep(max(0.0, spec.interval - (loop.time() - started)))
+            with contextlib.suppress(TimeoutError):  # the interval, or until new peers want a check
+                await asyncio.wait_for(wake.wait(), max(0.0, spec.interval - (loop.time() - started)))
 
     async def _round(self, name: str, spec: Any) -> None:
         route = self.proxy.table.routes.get(name)

@@ -167,6 +167,7 @@ class ActiveHealthCheck(_Model):
     timeout: Duration = Field(1.0, gt=0)
     rise: int = Field(2, ge=1)  # consecutive passes before a failed instance takes traffic again
     fall: int = Field(3, ge=1)  # consecutive failures before an instance is taken out
+    wait_for_pass: bool = False  # an instance new to the route takes traffic only once a check has passed it
 
     @field_validator("path")
     @classmethod
