@@ -36,6 +36,7 @@ __all__ = [
     "close",
     "close_if_idle",
     "close_if_slow",
+    "framing_too_large",
     "head_incomplete",
     "parse_failed",
     "refuse",
@@ -67,6 +68,13 @@ def head_incomplete(client: ClientConnection, ex: Exchange, read: int) -> None:
         client.head_since = client.loop.time()
     if size > client.max_head:
         refuse(client, 431, "head_too_large", f"the request head exceeds the limit of {client.max_head} bytes")
+
+
+def framing_too_large(client: ClientConnection) -> None:
+    """A chunked request body carries more than its data allows besides (an endless trailer field or chunk
+    extension): refused like a head over the limit."""
+    message = f"the chunked request body's framing and trailer fields exceed the limit of {client.max_head} bytes"
+    refuse(client, 431, "head_too_large", message)
 
 
 def refuse(client: ClientConnection, status: int, code: str, message: str) -> None:

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from jishi.gateway.downstream import ClientConnection
 
 __all__ = [
+    "CHUNK_FRAMING",
     "P_PIPELINE",
     "data_received",
     "on_body",
@@ -53,6 +54,11 @@ __all__ = [
     "on_url",
 ]
 
+# A chunked request body's bytes beyond its data (chunk sizes, extensions, CRLFs, trailer fields) may come to
+# max_head plus this much per piece of data: a trailer section is bounded like a head (llhttp keeps a header value
+# in memory until it ends, and httptools grows it by concatenation, so an endless trailer field would hold the
+# event loop for seconds), and sizes with extensions keep their room.
+CHUNK_FRAMING = 64
 P_PIPELINE = 4  # the client connection's pause reason while a pipelined request waits (one of `downstream`'s bits)
 _P_CLOSING = closing.P_CLOSING
 _CRLF = b"\r\n"
@@ -68,6 +74,9 @@ def data_received(client: ClientConnection, data: bytes) -> None:
     if len(data) > client.max_head:
         _read_big(client, parser, data)
         return
+    ex = client.parsing
+    if ex is not None and ex.chunked_req and ex.method:
+        ex.chunked_raw += len(data)  # (a chunked body arriving: its framing and trailers are measured below)
     try:
         parser.feed_data(data)
     except HttpParserUpgrade as exc:
@@ -76,8 +85,11 @@ def data_received(client: ClientConnection, data: bytes) -> None:
         closing.parse_failed(client, exc)
     else:
         ex = client.parsing
-        if ex is not None and not ex.method:
-            closing.head_incomplete(client, ex, len(data))
+        if ex is not None:
+            if not ex.method:
+                closing.head_incomplete(client, ex, len(data))
+            elif ex.chunked_raw - ex.body_in > client.max_head + ex.chunks * CHUNK_FRAMING:
+                closing.framing_too_large(client)
     if client.out:
         client.flush()
 
@@ -95,6 +107,9 @@ def _read_big(client: ClientConnection, parser: HttpRequestParser, data: bytes) 
     client.big_read = True
     if not client.head_since:
         client.head_since = client.loop.time()
+    ex = client.parsing
+    if ex is not None and ex.chunked_req and ex.method:
+        ex.chunked_raw += len(data)
     try:
         parser.feed_data(data)
     except HttpParserUpgrade as exc:
@@ -108,6 +123,13 @@ def _read_big(client: ClientConnection, parser: HttpRequestParser, data: bytes) 
         closing.head_incomplete(client, ex, len(data))  # the timer goes on from this read
     else:
         client.head_since = 0.0
+        if (
+            client.parser is not None
+            and ex is not None
+            and ex.chunked_req
+            and ex.chunked_raw - ex.body_in > client.max_head + ex.chunks * CHUNK_FRAMING
+        ):
+            closing.framing_too_large(client)
     if client.out:
         client.flush()
 
@@ -134,7 +156,8 @@ def on_header(client: ClientConnection, name: bytes, value: bytes) -> None:
         ex.host = value
         ex.lines += (name, b": ", value, _CRLF)
     elif action == CONTENT_LENGTH:
-        ex.content_length = int(value) if value.isdigit() else -1
+        # (llhttp has checked the value; it lets trailing whitespace through, which the limits must not miss)
+        ex.content_length = int(value) if value.isdigit() else _length(value)
         ex.lines += (name, b": ", value, _CRLF)
     else:
         if action == FORWARDED_FOR:
@@ -156,6 +179,12 @@ def on_header(client: ClientConnection, name: bytes, value: bytes) -> None:
             ex.upgrade = value
 
 
+def _length(value: bytes) -> int:
+    """A Content-Length value with whitespace around its digits (-1 if it is not digits at all)."""
+    digits = value.strip(b" \t")
+    return int(digits) if digits.isdigit() else -1
+
+
 def on_headers_complete(client: ClientConnection) -> None:
     ex = client.parsing
     parser = client.parser
@@ -171,7 +200,7 @@ def on_headers_complete(client: ClientConnection) -> None:
         if ex.conn_tokens:
             ex.lines = drop_named(ex.lines, ex.conn_tokens)
         if ex.upgrade is not None:
-            if parser.should_upgrade():
+            if parser.should_upgrade() and ex.http11:  # (an HTTP/1.0 request's Upgrade is ignored: RFC 9110 §7.8)
                 ex.lines += (b"Connection", b": ", b"Upgrade", _CRLF, b"Upgrade", b": ", ex.upgrade, _CRLF)
             else:
                 ex.upgrade = None
@@ -183,6 +212,8 @@ def on_headers_complete(client: ClientConnection) -> None:
         if ex.content_length > client.max_body:
             message = f"the request body is {ex.content_length} bytes; the limit is {client.max_body}"
             limits.refuse(413, "body_too_large", message)
+    if ex.expect_continue and parser.get_http_version() != "1.1":
+        ex.expect_continue = False  # an HTTP/1.0 client gets no 100 Continue (RFC 9110 §10.1.1)
     if ex.chunked_req:
         client.headers_to = _TRAILERS  # header callbacks from now on are the body's trailer fields: dropped
     if client.active is None:
@@ -200,6 +231,7 @@ def on_body(client: ClientConnection, body: bytes) -> None:
         return  # answered already (an error, or an early response): the rest of the body is discarded
     if ex.chunked_req:
         ex.body_in += len(body)
+        ex.chunks += 1
         if ex.body_in > client.max_body:
             message = f"the chunked request body exceeds the limit of {client.max_body} bytes"
             limits.refuse(413, "body_too_large", message)

@@ -36,7 +36,9 @@ class Exchange:
         "body_in",
         "body_size",
         "bytes_out",
+        "chunked_raw",
         "chunked_req",
+        "chunks",
         "conn",
         "conn_header",
         "conn_tokens",
@@ -100,6 +102,8 @@ class Exchange:
         self.head_raw = 0  # bytes read for the head after its first read
         self.upgrade: bytes | None = None  # the Upgrade header's value, when the request asks to switch protocols
         self.body_in = 0  # chunked request body bytes received (without framing), checked against the size limit
+        self.chunked_raw = 0  # bytes read while a chunked request body was arriving (the read with its head aside)
+        self.chunks = 0  # pieces of chunked body data parsed (each may carry a chunk size line's framing)
         self.keep_alive = True
         self.http11 = True
         self.head = b""  # the request head for the instance; ends with CRLF CRLF unless a Host line is added per peer

@@ -1,8 +1,8 @@
 """Which headers the gateway forwards, and the bytes of the heads it sends on.
 
 Request headers forwarded to an instance: all of the client's, in order and as sent, except hop-by-hop ones
-(Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade, any header named in Connection) and the ones
-the gateway sets itself:
+(Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade, any header named in Connection but Host,
+Content-Length and Transfer-Encoding, which the gateway manages) and the ones the gateway sets itself:
 
     Host               kept as the client sent it (added as the instance address if the client sent none)
     X-Forwarded-For    the client's value with the client address appended
@@ -12,9 +12,9 @@ the gateway sets itself:
 
 Framing is redone: a Content-Length body is passed as is; a chunked body is re-chunked (trailers dropped).
 `Expect: 100-continue` is answered by the gateway (a `100 Continue` once the request is routed and has a
-healthy instance, so a refusal comes before the client sends its body) and not forwarded. `Upgrade` is
-forwarded, with `Connection: Upgrade`, only when the client's Connection header lists `upgrade`
-(`jishi.gateway.tunnel`).
+healthy instance, so a refusal comes before the client sends its body; never to an HTTP/1.0 client) and not
+forwarded. `Upgrade` is forwarded, with `Connection: Upgrade`, only when the client's Connection header lists
+`upgrade` and the request is HTTP/1.1 (`jishi.gateway.tunnel`).
 
 Response headers go to the client in the instance's order, except the hop-by-hop ones and Transfer-Encoding:
 the gateway frames the body itself.
@@ -80,7 +80,10 @@ _BY_LOWER_NAME: dict[bytes, int] = {
 REQUEST_ACTIONS: dict[bytes, int] = {}
 _ACTIONS_MAX = 4096
 
-_CONNECTION_KEEP = frozenset({b"close", b"keep-alive", b"upgrade"})
+# Connection options that name no header to drop, and headers the gateway frames or routes by itself: a client
+# naming Host, Content-Length or Transfer-Encoding in Connection must not make the instance get a request without
+# them (a body without its length would be read as a second request the gateway never routed).
+_CONNECTION_KEEP = frozenset({b"close", b"keep-alive", b"upgrade", b"host", b"content-length", b"transfer-encoding"})
 
 
 def request_action(name: bytes) -> int:
@@ -92,7 +95,8 @@ def request_action(name: bytes) -> int:
 
 
 def connection_tokens(value: bytes) -> list[bytes]:
-    """Header names a Connection header value lists (besides close/keep-alive/upgrade), lower-cased."""
+    """Header names a Connection header value lists to drop (not close/keep-alive/upgrade nor the headers the
+    gateway manages: Host, Content-Length, Transfer-Encoding), lower-cased."""
     tokens = (t.strip().lower() for t in value.split(b","))
     return [t for t in tokens if t and t not in _CONNECTION_KEEP]
 
