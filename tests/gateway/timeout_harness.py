@@ -2,13 +2,15 @@
 
 The instance (`Streamer`) answers by path, on keep-alive connections:
 
-    /stream/<size>/<chunk>/<pause_ms>   200 with a Content-Length body of `size` bytes, written `chunk` bytes at a
-                                        time with `pause_ms` between writes (each write waits for the socket)
-    /wait/<ms>                          200 "ok" after `ms`
-    anything else                       200 "ok" at once
+    .../stream/<size>/<chunk>/<pause_ms>   200 with a Content-Length body of `size` bytes, written `chunk` bytes
+                                           at a time with `pause_ms` between writes (each waits for the socket)
+    .../wait/<ms>                          200 "ok" after `ms`
+    anything else                          200 "ok" at once
 
-It notes each connection the gateway drops before its answer is complete (`cut`, set in `dropped`), and the
-request heads it got (`heads`).
+(what comes before `stream` or `wait` in the path is ignored, except that a path with a `late` segment is
+answered only after the instance's `late` seconds). Every answer names the instance in `X-Instance`. It notes
+each connection the gateway drops before its answer is complete (`cut`, set in `dropped`), the request heads it
+got (`heads`) and the body bytes it wrote (`sent`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ class Streamer:
     """See the module doc."""
 
     name: str = "streamer"
+    late: float = 0.0
     port: int = 0
+    sent: int = 0
     heads: list[bytes] = field(default_factory=list)
     cut: int = 0
     dropped: asyncio.Event = field(default_factory=asyncio.Event)
@@ -60,32 +64,40 @@ class Streamer:
         except (ConnectionError, RuntimeError):  # (uvloop: RuntimeError for a write after the peer's reset)
             self.cut += 1
             self.dropped.set()
+        except asyncio.CancelledError:
+            return  # the test is over and its loop stops: nothing more to answer
         finally:
             writer.close()
 
     async def answer(self, path: str, writer: asyncio.StreamWriter) -> None:
         parts = path.strip("/").split("/")
-        if parts[0] == "stream":
+        if "late" in parts:
+            await asyncio.sleep(self.late)
+        while parts and parts[0] not in ("stream", "wait"):
+            parts.pop(0)
+        named = b"HTTP/1.1 200 OK\r\nX-Instance: " + self.name.encode()
+        if parts and parts[0] == "stream":
             size, chunk, pause = int(parts[1]), int(parts[2]), int(parts[3]) / 1000
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+            writer.write(named + b"\r\nContent-Length: %d\r\n\r\n" % size)
             sent = 0
             while sent < size:
                 n = min(chunk, size - sent)
                 writer.write(b"x" * n)
                 await writer.drain()
                 sent += n
+                self.sent += n
                 if pause and sent < size:
                     await asyncio.sleep(pause)
             return
-        if parts[0] == "wait":
+        if parts and parts[0] == "wait":
             await asyncio.sleep(int(parts[1]) / 1000)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        writer.write(named + b"\r\nContent-Length: 2\r\n\r\nok")
         await writer.drain()
 
 
 @contextlib.asynccontextmanager
-async def streamer(name: str = "streamer") -> AsyncIterator[Streamer]:
-    s = await Streamer(name).start()
+async def streamer(name: str = "streamer", late: float = 0.0) -> AsyncIterator[Streamer]:
+    s = await Streamer(name, late).start()
     try:
         yield s
     finally:
