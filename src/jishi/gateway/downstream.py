@@ -192,6 +192,7 @@ class ClientConnection(asyncio.Protocol):
         ex = self.active
         if ex is not None and ex.conn is not None and ex.conn.transport is not None:
             ex.conn.transport.resume_reading()
+            ex.conn.last_read = self.loop.time()  # the pause was the client's: the read timeout starts afresh
 
     # --- reading: httptools' request callbacks (`jishi.gateway.downstream_parse`; its functions are these methods)
 
