@@ -100,7 +100,7 @@ def request_overdue(client: ClientConnection, now: float) -> Exchange | None:
     if not limit or client.closed:
         return None
     ex = client.active or client.parsing
-    if ex is None or ex.finished or now - ex.t0 < limit or (ex.upgrade is not None and ex.status == 101):
+    if ex is None or ex.finished or now - ex.t0 < limit:
         return None
     return ex
 
@@ -147,7 +147,7 @@ def _request_timed_out(client: ClientConnection, ex: Exchange, now: float) -> No
         ex.resp_close = True
         client.finish(ex, now)
         return
-    if not ex.req_done:
+    if ex is client.parsing:  # its head or body is still arriving
         log.info("client %s: request not received within the request timeout of %g s", ip, timeout)
         message = f"the request was not received within {timeout:g} s (the request timeout)"
         closing.refuse(client, 408, "request_timeout", message)
