@@ -24,6 +24,15 @@ def test_limit_options_reach_the_gateway(monkeypatch: pytest.MonkeyPatch) -> Non
     )
 
 
+def test_send_and_request_timeout_options_reach_the_gateway(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--send-timeout 250ms --request-timeout 30s become send_timeout 0.25 and request_timeout 30."""
+    seen: dict[str, object] = {}
+    monkeypatch.setattr("jishi.gateway.main.serve", lambda *args, **kwargs: seen.update(kwargs))
+    result = runner.invoke(app, ["gateway", "--send-timeout", "250ms", "--request-timeout", "30s"])
+    assert result.exit_code == 0, result.output
+    assert seen["limits"] == GatewayLimits(send_timeout=0.25, request_timeout=30.0)
+
+
 @pytest.mark.parametrize(
     ("option", "value", "says"),
     [
@@ -31,6 +40,8 @@ def test_limit_options_reach_the_gateway(monkeypatch: pytest.MonkeyPatch) -> Non
         ("--max-head-size", "100", "greater than or equal to 1024"),
         ("--body-timeout", "soon", "must be a duration"),
         ("--keepalive-timeout", "0", "greater than 0"),
+        ("--send-timeout", "0", "greater than 0"),
+        ("--request-timeout", "-1", "must be a duration"),
     ],
 )
 def test_bad_limit_option_exits_2_naming_it(option: str, value: str, says: str) -> None:

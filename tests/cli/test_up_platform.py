@@ -46,7 +46,7 @@ def test_gateway_is_started_with_the_files_limits(tmp_path):
         CONFIG.replace(
             "access_log: access.jsonl}",
             "access_log: access.jsonl, limits: {max_head_size: 2KiB, max_body_size: 1MiB, header_timeout: 1.5s, "
-            "body_timeout: 300ms, keepalive_timeout: 4s}}",
+            "body_timeout: 300ms, keepalive_timeout: 4s, send_timeout: 2s, request_timeout: 30s}}",
         ),
         "jishi.yaml",
         tmp_path,
@@ -54,6 +54,7 @@ def test_gateway_is_started_with_the_files_limits(tmp_path):
     gw = Platform(config, python="/py").gateway.argv
     assert gw[gw.index("--max-head-size") + 1] == "2048"
     assert gw[gw.index("--body-timeout") + 1] == "0.3"
+    assert gw[gw.index("--send-timeout") + 1] == "2.0" and gw[gw.index("--request-timeout") + 1] == "30.0"
     assert limits_of(parser().parse_args(gw[3:])) == config.gateway.limits
 
 

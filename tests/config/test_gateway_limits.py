@@ -31,6 +31,20 @@ def test_defaults_are_nginx_like(tmp_path: Path) -> None:
     assert (limits.header_timeout, limits.body_timeout, limits.keepalive_timeout) == (10.0, 60.0, 75.0)
 
 
+def test_send_timeout_defaults_to_a_minute_and_request_timeout_to_none(tmp_path: Path) -> None:
+    """Without them: send_timeout 60 s (nginx's default), request_timeout 0 (off, as Envoy's)."""
+    limits = parse("services: {}\n", tmp_path).gateway.limits
+    assert (limits.send_timeout, limits.request_timeout) == (60.0, 0.0)
+
+
+def test_send_and_request_timeouts_are_read_as_durations(tmp_path: Path) -> None:
+    """`send_timeout: 300ms` and `request_timeout: 2m` are seconds; `request_timeout: 0` turns it off."""
+    text = "gateway:\n  limits:\n    send_timeout: 300ms\n    request_timeout: {}\nservices: {{}}\n"
+    limits = parse(text.format("2m"), tmp_path).gateway.limits
+    assert (limits.send_timeout, limits.request_timeout) == (0.3, 120.0)
+    assert parse(text.format("0"), tmp_path).gateway.limits.request_timeout == 0.0
+
+
 def test_sizes_and_durations_are_read_in_their_written_forms(tmp_path: Path) -> None:
     """Sizes take units (2KiB, 1MB, bytes) and durations take "300ms", "1m" or seconds."""
     limits = parse(
@@ -106,6 +120,8 @@ def test_bad_duration_names_file_line_field_and_fix(tmp_path: Path) -> None:
         ("header_timeout: 0", "header_timeout", "must be > 0", "header_timeout: 10s"),
         ("body_timeout: 0ms", "body_timeout", "must be > 0", "body_timeout: 60s"),
         ("keepalive_timeout: -1", "keepalive_timeout", "must be > 0", "keepalive_timeout: 75s"),
+        ("send_timeout: 0", "send_timeout", "must be > 0", "send_timeout: 60s"),
+        ("request_timeout: -1", "request_timeout", "must be ≥ 0", "request_timeout: 5m"),
     ],
 )
 def test_out_of_range_values_name_the_bound_and_a_fix(

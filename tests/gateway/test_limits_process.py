@@ -27,6 +27,8 @@ gateway:
     header_timeout: 500ms
     body_timeout: 300ms
     keepalive_timeout: 0.5
+    send_timeout: 300ms
+    request_timeout: 200ms
 services: {{}}
 """
 
@@ -99,3 +101,25 @@ def test_bad_limit_option_stops_the_gateway_naming_it(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "--body-timeout" in done.stderr and "must be a duration" in done.stderr
     assert "e.g. --body-timeout 10s" in done.stderr
+
+
+def test_configured_request_timeout_ends_a_request_still_arriving(port: int) -> None:
+    """With request_timeout 200ms (under the header timeout) a head trickling a byte every 0.1 s is answered
+    408 naming the request timeout."""
+
+    async def go() -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(b"GET / HTTP/1.1\r\nX-Slow: ")
+            for _ in range(30):
+                try:
+                    return await asyncio.wait_for(reader.read(65536), 0.1)
+                except TimeoutError:
+                    writer.write(b"x")  # a header value that never ends, a byte every 0.1 s
+            return b""
+        finally:
+            writer.close()
+
+    status, body = status_and_body(asyncio.run(go()))
+    assert status == 408, body
+    assert "request timeout" in body["error"]["message"]  # type: ignore[index]

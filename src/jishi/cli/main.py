@@ -185,6 +185,8 @@ def gateway(
     header_timeout: Annotated[str | None, typer.Option(help="a request head must arrive within it, e.g. 10s")] = None,
     body_timeout: Annotated[str | None, typer.Option(help="longest wait between body reads, e.g. 60s")] = None,
     keepalive_timeout: Annotated[str | None, typer.Option(help="idle keep-alive connections close, e.g. 75s")] = None,
+    send_timeout: Annotated[str | None, typer.Option(help="cut a client taking no response byte, e.g. 60s")] = None,
+    request_timeout: Annotated[str | None, typer.Option(help="longest whole request, e.g. 5m (0: none)")] = None,
     log_level: LogLevel = "INFO",
 ) -> None:
     """Run the gateway (HTTP reverse proxy following the control plane) in the foreground."""
@@ -202,6 +204,8 @@ def gateway(
             header_timeout=header_timeout,
             body_timeout=body_timeout,
             keepalive_timeout=keepalive_timeout,
+            send_timeout=send_timeout,
+            request_timeout=request_timeout,
         )
         serve(_url(ctx), listen, state_dir, workers, access_log, tls, admin_listen=admin_listen, limits=limits)
     except ConfigError as exc:

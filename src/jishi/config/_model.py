@@ -72,6 +72,8 @@ class GatewayLimits(_Model):
     header_timeout: float = Field(default=10.0, gt=0)  # a request head not complete within it → 408, close
     body_timeout: float = Field(default=60.0, gt=0)  # longest wait between two reads of a request body → 408
     keepalive_timeout: float = Field(default=75.0, gt=0)  # an idle keep-alive connection closes after it
+    send_timeout: float = Field(default=60.0, gt=0)  # a client taking no response byte for longer is cut off
+    request_timeout: float = Field(default=0.0, ge=0)  # a whole exchange, request head to response end (0: none)
 
 
 class GatewayConfig(_Model):

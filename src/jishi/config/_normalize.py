@@ -38,7 +38,7 @@ SERVICE_DURATIONS = ("drain_seconds", "stop_timeout", "lease_ttl")
 CHECK_DURATIONS = ("interval", "timeout", "deregister_critical_after")
 RESTART_DURATIONS = ("initial_delay", "max_delay", "reset_after")
 ROUTE_DURATIONS = ("connect_timeout", "read_timeout")
-LIMIT_DURATIONS = ("header_timeout", "body_timeout", "keepalive_timeout")
+LIMIT_DURATIONS = ("header_timeout", "body_timeout", "keepalive_timeout", "send_timeout", "request_timeout")
 LIMIT_SIZES = ("max_head_size", "max_body_size")
 # The route policy sections a service may set for the routes that lead to it. Rewrites and access logs are a
 # route's own business, so they stay on routes.

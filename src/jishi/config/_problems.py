@@ -42,6 +42,8 @@ FIELD_FIXES = {
     "header_timeout": "use a duration above 0, e.g. `header_timeout: 10s`",
     "body_timeout": "use a duration above 0, e.g. `body_timeout: 60s`",
     "keepalive_timeout": "use a duration above 0, e.g. `keepalive_timeout: 75s`",
+    "send_timeout": "use a duration above 0, e.g. `send_timeout: 60s`",
+    "request_timeout": "use a duration, e.g. `request_timeout: 5m` (0: none)",
 }
 
 

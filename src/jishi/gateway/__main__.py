@@ -7,7 +7,8 @@ HOSTS comma-separated) for more certificates chosen by server name.
 
 Limits on clients (jishi.yaml's `gateway.limits`; defaults as there): `--max-head-size SIZE` (32KiB),
 `--max-body-size SIZE` (100MiB), `--header-timeout DURATION` (10s), `--body-timeout DURATION` (60s),
-`--keepalive-timeout DURATION` (75s). Sizes: bytes or "32KiB", "100MiB"; durations: seconds or "500ms", "2s".
+`--keepalive-timeout DURATION` (75s), `--send-timeout DURATION` (60s), `--request-timeout DURATION` (0: none).
+Sizes: bytes or "32KiB", "100MiB"; durations: seconds or "500ms", "2s".
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ LIMIT_OPTIONS = {
     "--header-timeout": "a request head must arrive within this DURATION, e.g. 10s; else 408",
     "--body-timeout": "longest wait between two reads of a request body: DURATION, e.g. 60s; else 408",
     "--keepalive-timeout": "an idle keep-alive connection closes after this DURATION, e.g. 75s",
+    "--send-timeout": "a client that takes no response byte for this DURATION is cut off, e.g. 60s",
+    "--request-timeout": "longest whole request, head to response end: DURATION, e.g. 5m (0: none); else 408/504",
 }
 
 
@@ -68,6 +71,8 @@ def limits_of(args: argparse.Namespace) -> GatewayLimits:
         header_timeout=args.header_timeout,
         body_timeout=args.body_timeout,
         keepalive_timeout=args.keepalive_timeout,
+        send_timeout=args.send_timeout,
+        request_timeout=args.request_timeout,
     )
 
 

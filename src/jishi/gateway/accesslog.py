@@ -9,7 +9,10 @@ lines would hold every connection's requests for 2 ms, a visible step in p99 lat
      "bytes": 2, "upstream": "127.0.0.1:9000", "duration_ms": 0.412, "tries": 1}
 
 `time` is the wall-clock time the request finished (from the loop's monotonic clock, converted at flush),
-`path` the request target as the client sent it, `upstream` empty when no instance was tried.
+`path` the request target as the client sent it, `upstream` empty when no instance was tried. A request the
+gateway cut off for a client-side timeout (`jishi.gateway.client_timeouts`) ends its line with an `outcome`:
+`..., "tries": 1, "outcome": "send_timeout"}` (or `"request_timeout"`); `note` says so before it finishes, so
+`record` stays as cheap for every other request.
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ class AccessLog:
         # The entries not written yet: (now, t0, client, method, url, status, bytes, peer, tries) each; a caller
         # on the hot path may append to it itself as `record` does (and flush at `max_buffer`).
         self.entries: list[_Entry] = []
+        # Outcomes of exchanges about to be recorded (`note`), by (t0, url) as their entries hold them.
+        self.outcomes: dict[tuple[float, bytes], bytes] = {}
 
     def record(self, client: bytes, ex: Exchange, now: float) -> None:
         """Note one exchange finished at loop time `now` (cheap: the line is formatted at the next flush)."""
@@ -62,6 +67,11 @@ class AccessLog:
         entries.append((now, ex.t0, client, ex.method, ex.url, ex.status, ex.bytes_out, ex.peer, ex.tries))
         if len(entries) >= self.max_buffer:
             self.flush()
+
+    def note(self, ex: Exchange, outcome: bytes) -> None:
+        """`ex`, about to finish, ends with `outcome` (b"send_timeout"): its line gets `"outcome": ...`. For the
+        rare cut-off only; a note whose exchange is not recorded by the next flush is forgotten then."""
+        self.outcomes[(ex.t0, ex.url)] = outcome
 
     def flush(self) -> None:
         """Write every buffered entry."""
@@ -91,6 +101,8 @@ class AccessLog:
             if q_url is None:
                 q_url = quoted[url] = _json_str(url)
             append(line % (now + wall, q_client, q_method, q_url, status, size, upstream, (now - t0) * 1000, tries))
+        if self.outcomes:
+            _add_outcomes(entries, lines, self.outcomes)
         try:
             self._file.write(b"".join(lines))
             self._file.flush()
@@ -102,3 +114,12 @@ class AccessLog:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _add_outcomes(entries: list[_Entry], lines: list[bytes], outcomes: dict[tuple[float, bytes], bytes]) -> None:
+    """End the lines of the noted entries with their `"outcome"`; forget the notes."""
+    for i, entry in enumerate(entries):
+        outcome = outcomes.pop((entry[1], entry[4]), None)
+        if outcome is not None:
+            lines[i] = b'%s, "outcome": "%s"}\n' % (lines[i][:-2], outcome)
+    outcomes.clear()

@@ -77,9 +77,12 @@ class ClientConnection(asyncio.Protocol):
         "queue",
         "queued",
         "queued_size",
+        "send_since",
+        "send_size",
         "transport",
         "upgrade_rest",
         "write_paused",
+        "write_resumed",
         "writes",
     )
 
@@ -101,6 +104,11 @@ class ClientConnection(asyncio.Protocol):
         self.queue: deque[Exchange] = deque()
         self.paused = 0
         self.write_paused = False
+        # The send timeout's watch (`jishi.gateway.client_timeouts`): a resume since the housekeeping's last look,
+        # the write buffer's size at that look, and since when it saw no progress (0: nothing waiting).
+        self.write_resumed = False
+        self.send_size = 0
+        self.send_since = 0.0
         self.closed = False
         # The request stream is unusable: answer with this refusal (status, code, message) if set, and close.
         self.broken: tuple[int, str, str] | None = None
@@ -180,9 +188,11 @@ class ClientConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self.write_resumed = True  # the client took bytes (`jishi.gateway.client_timeouts`)
         ex = self.active
         if ex is not None and ex.conn is not None and ex.conn.transport is not None:
             ex.conn.transport.resume_reading()
+            ex.conn.last_read = self.loop.time()  # the pause was the client's: the read timeout starts afresh
 
     # --- reading: httptools' request callbacks (`jishi.gateway.downstream_parse`; its functions are these methods)
 

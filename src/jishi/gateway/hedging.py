@@ -247,6 +247,8 @@ def on_head(conn: UpstreamConnection) -> bool:
         current.hedged = None
         current.abort()
     _swap(ex, tag)
+    if client.write_paused and conn.transport is not None:
+        conn.transport.pause_reading()  # the client's buffer is full already (as `dispatch.send` does for a try)
     route = ex.route
     assert route is not None
     route.counters.hedges_won += 1

@@ -5,6 +5,7 @@
                             [--admin-listen HOST:PORT] [--tls-cert FILE --tls-key FILE [--tls-sni HOSTS CERT KEY]...]
                             [--max-head-size SIZE] [--max-body-size SIZE] [--header-timeout DURATION]
                             [--body-timeout DURATION] [--keepalive-timeout DURATION]
+                            [--send-timeout DURATION] [--request-timeout DURATION]
 
 With `tls` (jishi.yaml's `gateway.tls`) the gateway serves HTTPS on `listen` (`jishi.gateway.tls`). `limits`
 (jishi.yaml's `gateway.limits`, `jishi.config.GatewayLimits`) are what clients may send and how slowly; every
@@ -86,6 +87,8 @@ async def run(
         header_timeout=limits.header_timeout,
         body_timeout=limits.body_timeout,
         keepalive_timeout=limits.keepalive_timeout,
+        send_timeout=limits.send_timeout,
+        request_timeout=limits.request_timeout,
     )
     proxy.stats = Stats()
     proxy.workers = workers  # a Redis rate limit's local fallback gives each worker its share
@@ -224,7 +227,8 @@ def limits_argv(limits: GatewayLimits | None) -> list[str]:
     return [
         *("--max-head-size", str(limits.max_head_size), "--max-body-size", str(limits.max_body_size)),
         *("--header-timeout", repr(limits.header_timeout), "--body-timeout", repr(limits.body_timeout)),
-        *("--keepalive-timeout", repr(limits.keepalive_timeout)),
+        *("--keepalive-timeout", repr(limits.keepalive_timeout), "--send-timeout", repr(limits.send_timeout)),
+        *("--request-timeout", repr(limits.request_timeout)),
     ]
 
 
@@ -235,6 +239,8 @@ def limits_from_options(
     header_timeout: str | None = None,
     body_timeout: str | None = None,
     keepalive_timeout: str | None = None,
+    send_timeout: str | None = None,
+    request_timeout: str | None = None,
 ) -> GatewayLimits:
     """`GatewayLimits` from command-line text ("32KiB", "60s"; None: the default); a `ConfigError` naming the
     option for a bad value."""
@@ -244,6 +250,8 @@ def limits_from_options(
         "header_timeout": (header_timeout, parse_duration),
         "body_timeout": (body_timeout, parse_duration),
         "keepalive_timeout": (keepalive_timeout, parse_duration),
+        "send_timeout": (send_timeout, parse_duration),
+        "request_timeout": (request_timeout, parse_duration),
     }
     values: dict[str, float] = {}
     for name, (text, parse) in given.items():

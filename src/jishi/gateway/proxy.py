@@ -14,8 +14,11 @@ Content-Length at once, a chunked body once it grows past it), `header_timeout` 
 start for its first request, from the first byte of a head for later ones → 408; between requests the
 `keepalive_timeout` applies), `body_timeout` (60 s: the longest wait between two reads of a request body that
 is still arriving → 408, the instance connection for it dropped; checked with the header timeout every 0.5 s,
-so a cut comes up to a second late, never early). Ambiguous framing is refused with 400
-(`jishi.gateway.downstream`). jishi.yaml sets them under `gateway.limits` (`jishi.config.GatewayLimits`).
+so a cut comes up to a second late, never early). On the answer's side (`jishi.gateway.client_timeouts`, also
+every 0.5 s): `send_timeout` (60 s: a client taking no response byte for longer is cut off) and
+`request_timeout` (off by default: the longest a whole exchange may take → 408, 504 or a cut-off). Ambiguous
+framing is refused with 400 (`jishi.gateway.downstream`). jishi.yaml sets them under `gateway.limits`
+(`jishi.config.GatewayLimits`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from jishi.core.routing import RoutingTable
-from jishi.gateway import balancing, dispatch, policy
+from jishi.gateway import balancing, client_timeouts, dispatch, policy
 from jishi.gateway.downstream import ClientConnection
 from jishi.gateway.health import HealthChecks
 from jishi.gateway.upstream import Pool, UpstreamConnection
@@ -65,6 +68,8 @@ class Proxy:
         max_body_size: int = 100 * 1024 * 1024,
         header_timeout: float = 10.0,
         body_timeout: float = 60.0,
+        send_timeout: float = 60.0,
+        request_timeout: float = 0.0,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.table = RoutingTable()
@@ -78,6 +83,8 @@ class Proxy:
         self.max_body_size = max_body_size  # a larger request body is refused with 413
         self.header_timeout = header_timeout  # a request head incomplete for longer is answered 408
         self.body_timeout = body_timeout  # a request body with no byte for longer is answered 408
+        self.send_timeout = send_timeout  # a client taking no response byte for longer is cut off
+        self.request_timeout = request_timeout  # an exchange taking longer is ended (0: never; `client_timeouts`)
         # Every connection's writes of a loop turn are made together at its end (`jishi.gateway.writes`).
         self.writes = WriteBatch(self.loop)
         self.pool = Pool(self.loop, max_idle=upstream_max_idle, idle_timeout=upstream_idle_timeout, writes=self.writes)
@@ -159,7 +166,7 @@ class Proxy:
                 now = self.loop.time()
                 cutoff = now - self.keepalive_timeout
                 for client in list(self.clients):
-                    if not client.close_if_slow(now):
+                    if not client_timeouts.check(client, now) and not client.close_if_slow(now):
                         client.close_if_idle(cutoff)
                 if self.access_log is not None:
                     self.access_log.flush()

@@ -10,9 +10,10 @@ keeps a bounded stack of idle connections per (address, port): newest first, clo
 dropped at once when the instance closes them.
 
 Failures reported to the owner (`relay.failed`, kinds from `jishi.core.retry.Failure`): LOST (closed or
-reset before the response was complete), TIMEOUT (no response byte for the route's read timeout, or the
-request's total timeout passed before the response ended; the pool checks every ~50 ms rather than arming a
-timer per request), PROTOCOL (not HTTP). A 5xx response head on a
+reset before the response was complete), TIMEOUT (no response byte for the route's read timeout, not counting
+time the gateway held reading back because the client was slow to take the response, or the request's total
+timeout passed before the response ended; the pool checks every ~50 ms rather than arming a timer per request),
+PROTOCOL (not HTTP). A 5xx response head on a
 route that retries on its status goes to `jishi.gateway.failover.retry_status` before anything is relayed; if
 the request goes elsewhere the connection is dropped with the rest of that response. On a `tracked` route the
 end of each try (complete, failed, abandoned) is reported to `jishi.gateway.balancing.end`.
@@ -416,12 +417,26 @@ class Pool:
 
     def check_timeouts(self) -> int:
         """Fail every busy connection that read nothing for its read timeout, or whose request's total timeout
-        passed; returns how many."""
+        passed; returns how many. Time the gateway itself holds reading back (the client's write buffer is full:
+        `ClientConnection.pause_writing`) is not the instance's silence: such a connection's read timer restarts
+        here, and again when reading resumes (`resume_writing`)."""
         now = self.loop.time()
         late = [c for c in self.busy if now - c.last_read >= c.timeout or 0.0 < c.deadline <= now]
+        failed = 0
         for conn in late:
+            owner = conn.owner
+            if (
+                owner is not None
+                and owner.write_paused
+                and owner.active is not None
+                and owner.active.conn is conn
+                and not 0.0 < conn.deadline <= now
+            ):
+                conn.last_read = now  # held back by the gateway for a slow client
+                continue
             conn.timed_out(now)
-        return len(late)
+            failed += 1
+        return failed
 
     def idle_count(self, addr: tuple[str, int] | None = None) -> int:
         if addr is not None:
