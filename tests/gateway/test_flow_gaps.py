@@ -1,6 +1,6 @@
 """Flow control towards a slow client: a hedge that wins while the client's write buffer is full stops reading
 its instance, and the time the gateway holds an instance's response back does not count as the instance's
-silence (the per-try read timeout)."""
+silence (the per-try read timeout), nor does the time a request body takes to arrive."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from gateway_harness import GatewayUnderTest
+from gateway_harness import GatewayUnderTest, simple_route
 from timeout_harness import Streamer, small_window_client, streamer, wait_for
 
 from jishi.gateway.proxy import Proxy
@@ -121,3 +121,31 @@ async def test_time_the_gateway_holds_reading_back_is_not_the_instances_silence(
     finally:
         writer.close()
     assert got == size and not instance.dropped.is_set()
+
+
+async def test_a_slow_but_moving_upload_is_not_cut_by_the_read_timeout(
+    gateway: GatewayUnderTest, backends: Any
+) -> None:
+    """`read_timeout` is the wait for the response head (docs/configuration.md), and a body may take as long as it
+    keeps moving (`body_timeout`): a 2.4 s upload on a route with a 1 s read timeout is answered 200, not 504."""
+    (b,) = backends(1)
+    gateway.set([simple_route(read_timeout=1.0)], [b.instance()])
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    try:
+        writer.write(b"POST /echo HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: 12\r\n\r\n")
+        for _ in range(12):  # a byte every 0.2 s: the body keeps moving
+            if reader.at_eof() or writer.is_closing():
+                break
+            try:
+                writer.write(b"x")
+                await writer.drain()
+            except ConnectionError:
+                break
+            await asyncio.sleep(0.2)
+        try:
+            response = await asyncio.wait_for(reader.read(-1), 5.0)
+        except ConnectionError:
+            response = bytes(reader._buffer)  # what arrived before the reset
+    finally:
+        writer.close()
+    assert response.split(b"\r\n", 1)[0] == b"HTTP/1.1 200 OK", response[:300]

@@ -419,7 +419,8 @@ class Pool:
         """Fail every busy connection that read nothing for its read timeout, or whose request's total timeout
         passed; returns how many. Time the gateway itself holds reading back (the client's write buffer is full:
         `ClientConnection.pause_writing`) is not the instance's silence: such a connection's read timer restarts
-        here, and again when reading resumes (`resume_writing`)."""
+        here, and again when reading resumes (`resume_writing`). Nor is the time a request body takes to arrive:
+        the read timeout counts from (at most one check before) the body's end."""
         now = self.loop.time()
         late = [c for c in self.busy if now - c.last_read >= c.timeout or 0.0 < c.deadline <= now]
         failed = 0
@@ -427,12 +428,14 @@ class Pool:
             owner = conn.owner
             if (
                 owner is not None
-                and owner.write_paused
                 and owner.active is not None
                 and owner.active.conn is conn
+                and (owner.write_paused or not owner.active.req_done)
                 and not 0.0 < conn.deadline <= now
             ):
-                conn.last_read = now  # held back by the gateway for a slow client
+                # Held back by the gateway for a slow client, or the request body is still arriving (its own
+                # pace is the client's `body_timeout`): the wait for the answer starts when it is all sent.
+                conn.last_read = now
                 continue
             conn.timed_out(now)
             failed += 1
