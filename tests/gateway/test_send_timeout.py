@@ -25,12 +25,15 @@ BIG = 256 * 1024 * 1024  # far more than every buffer between the instance and t
 @pytest.fixture
 async def slow_reader(tmp_path: Path) -> AsyncIterator[tuple[GatewayUnderTest, Streamer]]:
     """A proxy with a 0.3 s send timeout and an access log, in front of an in-process streaming instance on a
-    route that ejects its instance after a single 5xx or gateway error."""
+    route that ejects its instance after a single 5xx or gateway error and has an access log of its own."""
     async with streamer() as s:
         proxy = Proxy(send_timeout=SEND_TIMEOUT, access_log=AccessLog(tmp_path / "access.log"))
         gw = GatewayUnderTest(proxy, await proxy.start("127.0.0.1", 0))
         outlier = {"consecutive_5xx": 1, "consecutive_gateway_errors": 1, "max_ejection_percent": 100}
-        route = Route.model_validate({"name": "svc", "backends": [{"service": "svc"}], "outlier": outlier})
+        log = {"path": str(tmp_path / "route.log")}
+        route = Route.model_validate(
+            {"name": "svc", "backends": [{"service": "svc"}], "outlier": outlier, "access_log": log}
+        )
         gw.set([route], [s.instance()])
         try:
             yield gw, s
@@ -64,7 +67,8 @@ async def test_cut_off_response_is_logged_with_its_status_and_the_outcome(
     slow_reader: tuple[GatewayUnderTest, Streamer], tmp_path: Path
 ) -> None:
     """The access log line of a response cut off by the send timeout has the status sent (200), the bytes
-    relayed, and `"outcome": "send_timeout"`; a request answered normally has no outcome."""
+    relayed, and `"outcome": "send_timeout"`; a request answered normally has no outcome. The route's own
+    access log says the same."""
     gw, _ = slow_reader
     reader, writer = await small_window_client(gw.port)
     try:
@@ -83,6 +87,13 @@ async def test_cut_off_response_is_logged_with_its_status_and_the_outcome(
         (f"/stream/{BIG}/262144/0", 200, "send_timeout"),
     ]
     assert 0 < lines[1]["bytes"] < BIG
+    route_log = gw.proxy.table.routes["svc"].policy.c.access_log
+    route_log.flush()
+    route_lines = [json.loads(line) for line in (tmp_path / "route.log").read_text().splitlines()]
+    assert [(line["path"], line.get("outcome")) for line in route_lines] == [
+        ("/ok", None),
+        (f"/stream/{BIG}/262144/0", "send_timeout"),
+    ]
 
 
 async def test_slow_but_steady_reader_is_not_cut(slow_reader: tuple[GatewayUnderTest, Streamer]) -> None:

@@ -106,9 +106,12 @@ def request_overdue(client: ClientConnection, now: float) -> Exchange | None:
 
 
 def _note(client: ClientConnection, ex: Exchange, outcome: bytes) -> None:
+    """`ex`'s line says `outcome`, in the gateway's access log and in its route's own."""
     access_log = client.proxy.access_log
     if access_log is not None:
         access_log.note(ex, outcome)
+    if ex.policy is not None and ex.policy.c.access_log is not None:
+        ex.policy.c.access_log.note(ex, outcome)
 
 
 def _drop_instance(ex: Exchange) -> None:
