@@ -110,7 +110,7 @@ def proceed(client: ClientConnection, ex: Exchange, now: float) -> None:
                 lb.picker.on_start(ep, now)
         if route.budget is not None:
             route.budget.request_started()
-    conn = client.pool.acquire(peer.addr) if ex.replayable else None
+    conn = client.pool.acquire(peer.addr, route.upstream_tls) if ex.replayable else None
     if conn is not None:
         send(client, ex, conn, now)
     else:
@@ -143,7 +143,7 @@ def try_peer(client: ClientConnection, ex: Exchange, same_peer: Peer | None) -> 
     if route.tracked:
         balancing.begin(ex, route, peer, now)
     fresh = same_peer is not None or not ex.replayable
-    conn = None if fresh else client.pool.acquire(peer.addr)
+    conn = None if fresh else client.pool.acquire(peer.addr, route.upstream_tls)
     if conn is not None:
         send(client, ex, conn, now)
     else:
