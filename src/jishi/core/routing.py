@@ -17,8 +17,10 @@ Matching a request (`match(host, path)`) goes by host first, then by path:
    `/api/catalogue`. The prefix `/` matches everything.
 
 With `strip_prefix`, the matched prefix (without its trailing slash) is removed and the result always starts
-with `/`: `/api/catalog/items?x=1` → `/items?x=1`, `/api/catalog` → `/`. Query strings are kept. No other
-normalisation is done (no `..` folding, no percent-decoding): the path reaches the instance as sent.
+with `/`: `/api/catalog/items?x=1` → `/items?x=1`, `/api/catalog` → `/`. Query strings are kept. A path with
+dot segments, `%2e` or `//` is normalised first (`jishi.core.paths`: `/api/x/../../admin` is routed, and sent
+to the instance, as `/admin`; one that climbs above the root raises `PathAboveRoot`); no other percent-decoding
+is done, and any other path reaches the instance as sent.
 
 Peers of a route: every instance of each backend service that is in rotation (passing or warning, not
 draining); weight = instance weight × backend weight; an instance is in the backup tier when it or its
@@ -33,6 +35,7 @@ from typing import Any, Protocol
 
 from jishi.core.balancer import DEFAULT_FAIL_TIMEOUT, Balancer, PeerSpec
 from jishi.core.lb import OutlierConfig
+from jishi.core.paths import normalize_path
 from jishi.core.peer_group import GroupConfig
 from jishi.core.retry import RetryRules
 
@@ -330,12 +333,17 @@ class RoutingTable:
         return None if found is None else Match(*found)
 
     def route_for(self, host: bytes | None, url: bytes) -> tuple[RouteEntry, bytes] | None:
-        """`match` as a plain (route, path) tuple: what the gateway calls once per request."""
+        """`match` as a plain (route, path) tuple: what the gateway calls once per request; PathAboveRoot for
+        a path whose ".." segments climb above the root."""
         q = url.find(b"?")
         if q >= 0:
             path, query = url[:q], url[q:]
         else:
             path, query = url, b""
+        if 46 in path or 37 in path or path.find(b"//") >= 0:  # ".", "%" or "//" (see `jishi.core.paths`)
+            normal = normalize_path(path)
+            if normal is not path:
+                path, url = normal, normal + query
         if host and (self._exact or self._wild):
             name = normalize_host(host)
             group = self._exact.get(name)

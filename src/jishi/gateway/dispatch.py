@@ -8,8 +8,9 @@
     send(client, ex, conn, now)    send the head (and any body so far) on `conn`
     body(client, ex, *pieces)      more of the request body: send it, or keep it until there is a connection
 
-Refusals are answered at once with a JSON error: CONNECT (405), a target that is not a path (400), no route
-(404), a route without a healthy instance (503). A failed try goes to `jishi.gateway.failover`.
+Refusals are answered at once with a JSON error: CONNECT (405), a target that is not a path or whose ".."
+segments climb above the root (400; dot segments are otherwise resolved before routing, `jishi.core.paths`), no
+route (404), a route without a healthy instance (503). A failed try goes to `jishi.gateway.failover`.
 
 A route without `lb`, `health_check`, `outlier`, `retry` or `timeout` sections takes the fast path: its smooth
 round-robin `Balancer` picks, nothing is counted. A `tracked` route picks through `jishi.gateway.balancing` (its
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from jishi.core.paths import PathAboveRoot
 from jishi.core.retry import Failure
 from jishi.gateway import balancing, failover, hedging
 from jishi.gateway.exchange import REPLAY_LIMIT
@@ -54,7 +56,11 @@ def start(client: ClientConnection, ex: Exchange) -> None:
             client.error(ex, 400, "bad_request", f"request target {ex.url[:200]!r} is not a path")
             return
         url = origin
-    found = client.proxy.table.route_for(ex.host, url)
+    try:
+        found = client.proxy.table.route_for(ex.host, url)
+    except PathAboveRoot as e:
+        client.error(ex, 400, "bad_request", str(e))
+        return
     if found is None:
         host = (ex.host or b"").decode("latin-1")
         client.error(ex, 404, "no_route", f"no route for host {host!r} and path {url[:200].decode('latin-1')!r}")
@@ -110,7 +116,7 @@ def proceed(client: ClientConnection, ex: Exchange, now: float) -> None:
                 lb.picker.on_start(ep, now)
         if route.budget is not None:
             route.budget.request_started()
-    conn = client.pool.acquire(peer.addr) if ex.replayable else None
+    conn = client.pool.acquire(peer.addr, route.upstream_tls) if ex.replayable else None
     if conn is not None:
         send(client, ex, conn, now)
     else:
@@ -143,7 +149,7 @@ def try_peer(client: ClientConnection, ex: Exchange, same_peer: Peer | None) -> 
     if route.tracked:
         balancing.begin(ex, route, peer, now)
     fresh = same_peer is not None or not ex.replayable
-    conn = None if fresh else client.pool.acquire(peer.addr)
+    conn = None if fresh else client.pool.acquire(peer.addr, route.upstream_tls)
     if conn is not None:
         send(client, ex, conn, now)
     else:

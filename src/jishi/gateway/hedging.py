@@ -176,7 +176,7 @@ def _fire(h: Hedging) -> None:
     _swap(ex, t)
     balancing.begin(ex, route, peer, now)
     _swap(ex, t)
-    conn = client.pool.acquire(peer.addr)
+    conn = client.pool.acquire(peer.addr, route.upstream_tls)
     if conn is not None:
         _send(h, t, conn, now)
     else:

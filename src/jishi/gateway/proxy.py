@@ -123,8 +123,14 @@ class Proxy:
             sock.close()
             raise
         https = ssl is not None
+        # A TLS handshake is part of the first request head: a silent client is cut after `header_timeout`.
+        handshake_timeout = self.header_timeout if https else None
         self._server = await self.loop.create_server(
-            lambda: ClientConnection(self, https), sock=sock, backlog=2048, ssl=ssl
+            lambda: ClientConnection(self, https),
+            sock=sock,
+            backlog=2048,
+            ssl=ssl,
+            ssl_handshake_timeout=handshake_timeout,
         )
         self._housekeeping = self.loop.create_task(self._housekeep())
         return int(sock.getsockname()[1])

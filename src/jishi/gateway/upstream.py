@@ -6,8 +6,10 @@ An `UpstreamConnection` is an asyncio protocol that parses responses with httpto
 headers to forward are collected as pieces of one list (`jishi.gateway.headers` says which).
 
 After a complete response on a connection that may be kept alive, the owner gives it back to the `Pool`, which
-keeps a bounded stack of idle connections per (address, port): newest first, closed after `idle_timeout`,
-dropped at once when the instance closes them.
+keeps a bounded stack of idle connections per (address, port) — per (address, port, settings) for one made
+under a route's `upstream_tls` settings, so a connection is reused only by a route with equal settings (the
+same client certificate, CA, verification and server name): newest first, closed after `idle_timeout`, dropped
+at once when the instance closes them.
 
 Failures reported to the owner (`relay.failed`, kinds from `jishi.core.retry.Failure`): LOST (closed or
 reset before the response was complete), TIMEOUT (no response byte for the route's read timeout, not counting
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
     from jishi.gateway.downstream import ClientConnection
     from jishi.registry.policies import UpstreamTLS
 
-__all__ = ["Pool", "UpstreamConnection"]
+__all__ = ["Pool", "PoolKey", "UpstreamConnection"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,9 @@ _ACTIONS_GET = RESPONSE_ACTIONS.get
 _CRLF = b"\r\n"
 
 WRITE_HIGH = 256 * 1024
+
+# What idle connections are pooled by: (address, port) in plain HTTP, (address, port, settings) over TLS.
+PoolKey = tuple[str, int] | tuple[str, int, "UpstreamTLS"]
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -65,6 +70,7 @@ class UpstreamConnection(asyncio.Protocol):
         "head_lines",
         "hedged",
         "idle_since",
+        "key",
         "last_read",
         "no_body",
         "out",
@@ -80,9 +86,10 @@ class UpstreamConnection(asyncio.Protocol):
         "upgraded",
     )
 
-    def __init__(self, pool: Pool, addr: tuple[str, int]) -> None:
+    def __init__(self, pool: Pool, addr: tuple[str, int], key: PoolKey | None = None) -> None:
         self.pool = pool
         self.addr = addr
+        self.key: PoolKey = addr if key is None else key  # its stack in the pool
         self._loop = pool.loop
         self._writes = pool.writes
         self.out: list[bytes] = []  # request bytes to write at the end of this loop turn (`jishi.gateway.writes`)
@@ -335,7 +342,7 @@ class UpstreamConnection(asyncio.Protocol):
 
 
 class Pool:
-    """Idle keep-alive connections per (address, port), bounded and aged; see the module doc."""
+    """Idle keep-alive connections per (address, port[, TLS settings]), bounded and aged; see the module doc."""
 
     def __init__(
         self,
@@ -349,12 +356,12 @@ class Pool:
         self.writes = writes if writes is not None else WriteBatch(loop)  # the loop turn's writes
         self.max_idle = max_idle
         self.idle_timeout = idle_timeout
-        self._idle: dict[tuple[str, int], list[UpstreamConnection]] = {}
+        self._idle: dict[PoolKey, list[UpstreamConnection]] = {}
         self.busy: set[UpstreamConnection] = set()  # awaiting or reading a response (checked for read timeouts)
 
-    def acquire(self, addr: tuple[str, int]) -> UpstreamConnection | None:
-        """An idle connection to `addr` that is still open, or None."""
-        stack = self._idle.get(addr)
+    def acquire(self, addr: tuple[str, int], tls: UpstreamTLS | None = None) -> UpstreamConnection | None:
+        """An idle connection to `addr` that is still open, made under TLS settings equal to `tls`, or None."""
+        stack = self._idle.get(addr if tls is None else (*addr, tls))
         while stack:
             conn = stack.pop()
             if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
@@ -366,7 +373,7 @@ class Pool:
         """Keep `conn` for reuse (or close it if the pool for its address is full); `now`: the loop time."""
         if conn.closed:
             return
-        stack = self._idle.setdefault(conn.addr, [])
+        stack = self._idle.setdefault(conn.key, [])
         if len(stack) >= self.max_idle:
             conn.abort()
             return
@@ -375,7 +382,7 @@ class Pool:
 
     def forget(self, conn: UpstreamConnection) -> None:
         """`conn` closed while idle: drop it from its stack."""
-        stack = self._idle.get(conn.addr)
+        stack = self._idle.get(conn.key)
         if stack and conn in stack:
             stack.remove(conn)
 
@@ -389,9 +396,10 @@ class Pool:
         """`open` over TLS (`jishi.gateway.upstream_tls`): the handshake is part of the connect timeout; a
         certificate that does not verify is a connect failure (ssl.SSLError is an OSError)."""
         ctx = client_context(spec)
+        key = (*addr, spec)
         async with asyncio.timeout(connect_timeout):
             _, proto = await self.loop.create_connection(
-                lambda: UpstreamConnection(self, addr),
+                lambda: UpstreamConnection(self, addr, key),
                 addr[0],
                 addr[1],
                 ssl=ctx,
@@ -403,16 +411,16 @@ class Pool:
         """Close connections idle longer than `idle_timeout`; returns how many were closed."""
         cutoff = self.loop.time() - self.idle_timeout
         closed = 0
-        for addr, stack in list(self._idle.items()):
+        for key, stack in list(self._idle.items()):
             keep = [c for c in stack if not c.closed and c.idle_since > cutoff]
             for c in stack:
                 if c not in keep and not c.closed:
                     c.abort()
                     closed += 1
             if keep:
-                self._idle[addr] = keep
+                self._idle[key] = keep
             else:
-                del self._idle[addr]
+                del self._idle[key]
         return closed
 
     def check_timeouts(self) -> int:
@@ -441,9 +449,9 @@ class Pool:
             failed += 1
         return failed
 
-    def idle_count(self, addr: tuple[str, int] | None = None) -> int:
-        if addr is not None:
-            return len(self._idle.get(addr, ()))
+    def idle_count(self, key: PoolKey | None = None) -> int:
+        if key is not None:
+            return len(self._idle.get(key, ()))
         return sum(len(s) for s in self._idle.values())
 
     def close(self) -> None:
