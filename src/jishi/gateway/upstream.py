@@ -5,14 +5,18 @@ An `UpstreamConnection` is an asyncio protocol that parses responses with httpto
 `jishi.gateway.downstream.ClientConnection`). One request is in flight on a connection at a time. Response
 headers to forward are collected as pieces of one list (`jishi.gateway.headers` says which).
 
-After a complete response on a connection that may be kept alive, the owner gives it back to the `Pool`, which
+A response ends (`relay.done`) only after the whole read it ended in is parsed: bytes after it there (a body
+for HEAD, 204 or 304, more than its Content-Length, another response) mean the instance is out of step, and the
+connection is closed rather than kept. A connection that may be kept alive goes back to the `Pool`, which
 keeps a bounded stack of idle connections per (address, port): newest first, closed after `idle_timeout`,
 dropped at once when the instance closes them.
 
 Failures reported to the owner (`relay.failed`, kinds from `jishi.core.retry.Failure`): LOST (closed or
 reset before the response was complete), TIMEOUT (no response byte for the route's read timeout, or the
 request's total timeout passed before the response ended; the pool checks every ~50 ms rather than arming a
-timer per request), PROTOCOL (not HTTP). A 5xx response head on a
+timer per request), PROTOCOL (not HTTP; a head still incomplete after `MAX_RESPONSE_HEAD` bytes; a transfer
+coding other than chunked). An exception in the gateway's own callbacks is none of these: it is logged and
+the client gets a 500, with no verdict on the instance. A 5xx response head on a
 route that retries on its status goes to `jishi.gateway.failover.retry_status` before anything is relayed; if
 the request goes elsewhere the connection is dropped with the rest of that response. On a `tracked` route the
 end of each try (complete, failed, abandoned) is reported to `jishi.gateway.balancing.end`.
@@ -24,11 +28,21 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, cast
 
-from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
+from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from jishi.core.retry import Failure
 from jishi.gateway import balancing, failover, hedging, relay, tunnel
-from jishi.gateway.headers import FORWARD, LENGTH, RESPONSE_ACTIONS, TE, response_action
+from jishi.gateway.headers import (
+    CONNECTION,
+    FORWARD,
+    LENGTH,
+    RESPONSE_ACTIONS,
+    TE,
+    UPGRADE,
+    connection_tokens,
+    drop_named,
+    response_action,
+)
 from jishi.gateway.upstream_tls import client_context, server_name
 from jishi.gateway.writes import WriteBatch
 
@@ -45,6 +59,8 @@ _ACTIONS_GET = RESPONSE_ACTIONS.get
 _CRLF = b"\r\n"
 
 WRITE_HIGH = 256 * 1024
+MAX_RESPONSE_HEAD = 64 * 1024  # bytes read without the end of a response head (with any 1xx before it) → PROTOCOL
+_PLAIN_CONNECTION = frozenset({b"close", b"keep-alive", b"upgrade"})
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -52,19 +68,23 @@ class UpstreamConnection(asyncio.Protocol):
 
     __slots__ = (
         "_loop",
-        "_reset_parser",
         "_writes",
         "addr",
         "chunked",
         "close_delimited",
         "closed",
         "deadline",
+        "ended",
         "got_bytes",
         "has_length",
         "head_lines",
+        "head_read",
         "hedged",
         "idle_since",
+        "invalid",
+        "keep",
         "last_read",
+        "named",
         "no_body",
         "out",
         "owner",
@@ -97,10 +117,14 @@ class UpstreamConnection(asyncio.Protocol):
         self.last_read = 0.0
         self.timeout = 0.0
         self.deadline = 0.0  # loop time the request's total timeout runs out, body included (0: none)
-        self._reset_parser = False
         self.no_body = False  # the request was HEAD: the response has no body whatever its headers say
         self.status = 0  # of the final response, once its head is complete
+        self.head_read = 0  # bytes read while the response head was incomplete
         self.head_lines: list[bytes] = []  # headers to forward: name, ": ", value, CRLF for each
+        self.named: list[bytes] | None = None  # header names the response's Connection header lists (lower-case)
+        self.invalid = ""  # why the response head cannot be relayed (found while parsing it)
+        self.ended: ClientConnection | None = None  # a response ended during this read: its owner, until the read
+        self.keep = False  # ... and whether this connection may be kept for another request
         self.has_length = False
         self.chunked = False
         self.close_delimited = False
@@ -124,6 +148,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.no_body = head_request
         self.got_bytes = False
         self.status = 0
+        self.head_read = 0
         self.head_lines = []
         self.has_length = self.chunked = False
         self.close_delimited = False
@@ -195,16 +220,29 @@ class UpstreamConnection(asyncio.Protocol):
         self.last_read = self._loop.time()
         try:
             self.parser.feed_data(data)
+        except HttpParserCallbackError:
+            self._broke(owner)
         except HttpParserError as exc:
-            self._fail(PROTOCOL, f"invalid HTTP response: {exc}")
+            if self.ended is not None:
+                self._stray(f"bytes that are not HTTP ({exc})")
+            else:
+                self._fail(PROTOCOL, f"invalid HTTP response: {exc}")
         except HttpParserUpgrade as exc:
             if self.upgraded:
                 tunnel.switch(owner, self, data[exc.args[0] :])
                 return
             self._fail(PROTOCOL, "the instance switched protocols without being asked to")
-        if self._reset_parser:
-            self._reset_parser = False
-            self.parser = HttpResponseParser(self)
+        if not self.status and not self.closed:
+            self.head_read += len(data)
+            if self.head_read > MAX_RESPONSE_HEAD:
+                self._fail(PROTOCOL, f"the response head exceeds {MAX_RESPONSE_HEAD // 1024} KiB")
+        ended = self.ended
+        if ended is not None:
+            # Only now, after the whole read was parsed, can the connection go back to the pool.
+            self.ended = None
+            if self.no_body:
+                self.parser = HttpResponseParser(self)  # it expects the body the response announced
+            relay.done(ended, self, self.keep)
         owner.flush_read(len(data))  # written with the loop turn's writes, or at once if the turn read much
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -233,6 +271,10 @@ class UpstreamConnection(asyncio.Protocol):
 
     # --- httptools callbacks
 
+    def on_message_begin(self) -> None:
+        if self.ended is not None:
+            self._stray("the start of another response")
+
     def on_header(self, name: bytes, value: bytes) -> None:
         action = _ACTIONS_GET(name)
         if action is None:
@@ -242,10 +284,24 @@ class UpstreamConnection(asyncio.Protocol):
         elif action == LENGTH:
             self.has_length = True
             self.head_lines += (name, b": ", value, _CRLF)
-        elif action == TE and b"chunked" in value.lower():
+        elif action == TE:
+            if self.chunked or value.lower() != b"chunked":
+                # The gateway only undoes chunked: any other coding would reach the client undeclared.
+                self.invalid = f"the instance sent an unknown Transfer-Encoding: {value.decode('latin-1')!r}"
             self.chunked = True
+        elif action == CONNECTION:
+            if value.lower() not in _PLAIN_CONNECTION:
+                self.named = (self.named or []) + connection_tokens(value)
+        elif action == UPGRADE and self.parser.get_status_code() == 101:
+            self.head_lines += (name, b": ", value, _CRLF)  # names the protocol switched to (`tunnel.switch`)
 
     def on_headers_complete(self) -> None:
+        if self.invalid:
+            self._fail(PROTOCOL, self.invalid)
+            return
+        if self.named is not None:
+            self.head_lines = drop_named(self.head_lines, self.named)  # hop-by-hop too (RFC 9110 §7.6.1)
+            self.named = None
         status = self.parser.get_status_code()
         if 100 <= status < 200:
             owner = self.owner
@@ -260,7 +316,8 @@ class UpstreamConnection(asyncio.Protocol):
         if self.hedged is not None and hedging.on_head(self):
             return  # a hedge's answer after its request was over: dropped with its connection
         owner = self.owner
-        assert owner is not None
+        if owner is None:
+            return  # a response after the one that ended this read (`on_message_begin`)
         if status >= 500:
             ex = owner.active
             assert ex is not None and ex.route is not None
@@ -274,14 +331,15 @@ class UpstreamConnection(asyncio.Protocol):
         self.close_delimited = not bodyless and not has_length and not self.chunked
         relay.head(owner, status, self.head_lines, bodyless, has_length)
         if self.no_body:
-            # httptools cannot be told the request was HEAD; finish here and start a fresh parser.
-            self._reset_parser = True
+            # httptools cannot be told the request was HEAD: the response ends here (a fresh parser follows).
             self._complete()
 
     def on_body(self, body: bytes) -> None:
         owner = self.owner
         if owner is not None and not self.no_body:
             relay.body(owner, body)
+        elif self.ended is not None:
+            self._stray("a body after a response that has none")
 
     def on_message_complete(self) -> None:
         if self.status == 0 or self.no_body:
@@ -289,16 +347,42 @@ class UpstreamConnection(asyncio.Protocol):
         self._complete()
 
     def _complete(self) -> None:
+        """The response ended; `data_received` finishes it once the rest of the read is parsed: anything after
+        it there (`_stray`) means the instance is out of step, and the connection is not kept."""
         owner = self.owner
+        if owner is None:
+            return  # a response after the one that ended this read (`on_message_begin`)
         self.owner = None
         self.pool.busy.discard(self)
-        if owner is not None:
-            ex = owner.active
-            if ex is not None and ex.tracked:
-                balancing.end(owner, ex, self.status)
-            relay.done(owner, self, self.parser.should_keep_alive() and not self.close_delimited)
+        ex = owner.active
+        if ex is not None and ex.tracked:
+            balancing.end(owner, ex, self.status)
+        self.ended = owner
+        self.keep = self.parser.should_keep_alive() and not self.close_delimited
+
+    def _stray(self, what: str) -> None:
+        """The instance sent `what` after a complete response (a body for HEAD, 204 or 304, more than its
+        Content-Length, an unrequested response): the response stands, the connection is closed after it."""
+        if self.keep:
+            self.keep = False
+            log.warning("instance %s:%d sent %s after a complete response; closing its connection", *self.addr, what)
 
     # --- failures
+
+    def _broke(self, owner: ClientConnection) -> None:
+        """A callback of the gateway's own (relay, failover, hedging) raised: a bug of the gateway, not a fault of
+        the instance. Logged with its traceback (called in the `except` block); the connection is dropped with no
+        verdict on the instance; the client gets a 500 (`ClientConnection.failed`)."""
+        ex = owner.active if self.ended is None else None
+        if ex is None or ex.conn is not self:  # its exchange is over, or on another try
+            log.exception("gateway: internal error relaying a response from %s:%d", *self.addr)
+            self.keep = False
+            if self.ended is None:
+                self.abort()
+            return
+        self.abort()  # detached: an abandoned try, no verdict for outlier detection
+        ex.conn = None
+        owner.failed(ex, "relaying the response to")
 
     def timed_out(self, now: float) -> None:
         """Nothing was read for `timeout` seconds while a response was awaited, or the request's total timeout
