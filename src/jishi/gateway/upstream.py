@@ -1,4 +1,4 @@
-"""Connections to instances (upstream side of the proxy) and the keep-alive pool that holds them.
+"""Connections to instances (upstream side of the proxy).
 
 An `UpstreamConnection` is an asyncio protocol that parses responses with httptools and hands each event, through
 `jishi.gateway.relay`, to the client connection it is currently bound to (its `owner`, a
@@ -7,9 +7,8 @@ headers to forward are collected as pieces of one list (`jishi.gateway.headers` 
 
 A response ends (`relay.done`) only after the whole read it ended in is parsed: bytes after it there (a body
 for HEAD, 204 or 304, more than its Content-Length, another response) mean the instance is out of step, and the
-connection is closed rather than kept. A connection that may be kept alive goes back to the `Pool`, which
-keeps a bounded stack of idle connections per (address, port): newest first, closed after `idle_timeout`,
-dropped at once when the instance closes them.
+connection is closed rather than kept. A connection that may be kept alive goes back to the `Pool`
+(`jishi.gateway.pool`).
 
 Failures reported to the owner (`relay.failed`, kinds from `jishi.core.retry.Failure`): LOST (closed or
 reset before the response was complete), TIMEOUT (no response byte for the route's read timeout, or the
@@ -43,14 +42,12 @@ from jishi.gateway.headers import (
     drop_named,
     response_action,
 )
-from jishi.gateway.upstream_tls import client_context, server_name
-from jishi.gateway.writes import WriteBatch
 
 if TYPE_CHECKING:
     from jishi.gateway.downstream import ClientConnection
-    from jishi.registry.policies import UpstreamTLS
+    from jishi.gateway.pool import Pool
 
-__all__ = ["Pool", "UpstreamConnection"]
+__all__ = ["MAX_RESPONSE_HEAD", "UpstreamConnection"]
 
 log = logging.getLogger(__name__)
 
@@ -415,105 +412,3 @@ class UpstreamConnection(asyncio.Protocol):
         self.abort()
         if owner is not None:
             relay.failed(owner, self, kind, message)
-
-
-class Pool:
-    """Idle keep-alive connections per (address, port), bounded and aged; see the module doc."""
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        *,
-        max_idle: int = 256,
-        idle_timeout: float = 30.0,
-        writes: WriteBatch | None = None,
-    ) -> None:
-        self.loop = loop
-        self.writes = writes if writes is not None else WriteBatch(loop)  # the loop turn's writes
-        self.max_idle = max_idle
-        self.idle_timeout = idle_timeout
-        self._idle: dict[tuple[str, int], list[UpstreamConnection]] = {}
-        self.busy: set[UpstreamConnection] = set()  # awaiting or reading a response (checked for read timeouts)
-
-    def acquire(self, addr: tuple[str, int]) -> UpstreamConnection | None:
-        """An idle connection to `addr` that is still open, or None."""
-        stack = self._idle.get(addr)
-        while stack:
-            conn = stack.pop()
-            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
-                conn.reused = True
-                return conn
-        return None
-
-    def release(self, conn: UpstreamConnection, now: float | None = None) -> None:
-        """Keep `conn` for reuse (or close it if the pool for its address is full); `now`: the loop time."""
-        if conn.closed:
-            return
-        stack = self._idle.setdefault(conn.addr, [])
-        if len(stack) >= self.max_idle:
-            conn.abort()
-            return
-        conn.idle_since = self.loop.time() if now is None else now
-        stack.append(conn)
-
-    def forget(self, conn: UpstreamConnection) -> None:
-        """`conn` closed while idle: drop it from its stack."""
-        stack = self._idle.get(conn.addr)
-        if stack and conn in stack:
-            stack.remove(conn)
-
-    async def open(self, addr: tuple[str, int], connect_timeout: float) -> UpstreamConnection:
-        """A new connection to `addr`; OSError or TimeoutError if it cannot be made within `connect_timeout`."""
-        async with asyncio.timeout(connect_timeout):
-            _, proto = await self.loop.create_connection(lambda: UpstreamConnection(self, addr), addr[0], addr[1])
-        return proto
-
-    async def open_tls(self, addr: tuple[str, int], connect_timeout: float, spec: UpstreamTLS) -> UpstreamConnection:
-        """`open` over TLS (`jishi.gateway.upstream_tls`): the handshake is part of the connect timeout; a
-        certificate that does not verify is a connect failure (ssl.SSLError is an OSError)."""
-        ctx = client_context(spec)
-        async with asyncio.timeout(connect_timeout):
-            _, proto = await self.loop.create_connection(
-                lambda: UpstreamConnection(self, addr),
-                addr[0],
-                addr[1],
-                ssl=ctx,
-                server_hostname=server_name(spec, addr[0]),
-            )
-        return proto
-
-    def sweep(self) -> int:
-        """Close connections idle longer than `idle_timeout`; returns how many were closed."""
-        cutoff = self.loop.time() - self.idle_timeout
-        closed = 0
-        for addr, stack in list(self._idle.items()):
-            keep = [c for c in stack if not c.closed and c.idle_since > cutoff]
-            for c in stack:
-                if c not in keep and not c.closed:
-                    c.abort()
-                    closed += 1
-            if keep:
-                self._idle[addr] = keep
-            else:
-                del self._idle[addr]
-        return closed
-
-    def check_timeouts(self) -> int:
-        """Fail every busy connection that read nothing for its read timeout, or whose request's total timeout
-        passed; returns how many."""
-        now = self.loop.time()
-        late = [c for c in self.busy if now - c.last_read >= c.timeout or 0.0 < c.deadline <= now]
-        for conn in late:
-            conn.timed_out(now)
-        return len(late)
-
-    def idle_count(self, addr: tuple[str, int] | None = None) -> int:
-        if addr is not None:
-            return len(self._idle.get(addr, ()))
-        return sum(len(s) for s in self._idle.values())
-
-    def close(self) -> None:
-        for stack in self._idle.values():
-            for conn in stack:
-                conn.abort()
-        self._idle.clear()
