@@ -234,3 +234,27 @@ async def test_a_gateway_error_while_relaying_a_response_is_a_500_not_the_instan
     assert errors, caplog.text
     assert "a bug in relay.head" in caplog.text
     assert again.startswith(b"HTTP/1.1 200 ") and again.endswith(b"\r\n\r\nok"), again
+
+
+async def test_a_gateway_error_while_ending_a_response_closes_the_client_connection(
+    gateway: GatewayUnderTest, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An exception in the gateway's own code once a response has been relayed is logged with its traceback; the
+    client connection, which cannot go on in an unknown state, is closed after what was written; the instance
+    connection is not kept."""
+    inst = await raw_gateway(gateway, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    def broken_done(*args: object) -> None:
+        raise RuntimeError("a bug in relay.done")
+
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(relay, "done", broken_done)
+            with caplog.at_level(logging.ERROR, logger="jishi.gateway"):
+                response = await exchange(gateway.port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")  # keep-alive asked
+    finally:
+        await inst.stop()
+    assert response.startswith(b"HTTP/1.1 200 ") and response.endswith(b"\r\n\r\nok"), response
+    assert "a bug in relay.done" in caplog.text
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR and r.exc_info], caplog.text
+    assert gateway.proxy.pool.idle_count() == 0

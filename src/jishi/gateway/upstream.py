@@ -239,7 +239,15 @@ class UpstreamConnection(asyncio.Protocol):
             self.ended = None
             if self.no_body:
                 self.parser = HttpResponseParser(self)  # it expects the body the response announced
-            relay.done(ended, self, self.keep)
+            ex = ended.active
+            try:
+                relay.done(ended, self, self.keep)
+            except Exception:  # a bug of the gateway's own (policies, stats, logs): the client connection ends
+                self.abort()
+                if ex is None:
+                    log.exception("gateway: internal error ending a response from %s:%d", *self.addr)
+                else:
+                    ended.failed(ex, "ending the response to")
         owner.flush_read(len(data))  # written with the loop turn's writes, or at once if the turn read much
 
     def connection_lost(self, exc: Exception | None) -> None:
