@@ -7,7 +7,8 @@ import logging
 
 import pytest
 
-from jishi.gateway.upstream import Pool, UpstreamConnection
+from jishi.gateway.pool import Pool
+from jishi.gateway.upstream import UpstreamConnection
 from jishi.gateway.writes import WriteBatch
 from jishi.testing import MemoryTransport
 

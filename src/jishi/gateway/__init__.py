@@ -7,10 +7,11 @@
 
 Modules, along a request: `downstream` (client connections) + `downstream_parse` (request parsing), `exchange`
 (per-request state), `headers` (which headers are forwarded; the heads' bytes), `dispatch` (route, peer, connection,
-send), `upstream` (instance connections, pool), `relay` (the response back to the client), `failover` (carrying out
-`jishi.core.retry`), `accesslog`, `responses` (the gateway's own JSON errors), `limits` (refused framing, size and
-time limits), `tunnel` (Upgrade/WebSocket byte pipes); around them: `proxy` (listener, housekeeping), `tls`
-(certificates, SNI), `follower` + `view` + `snapshot` (control plane → routing table, last-known-good file), `main`.
+send), `upstream` (instance connections) + `pool` (keep-alive), `relay` (the response back to the client),
+`failover` (carrying out `jishi.core.retry`), `accesslog`, `responses` (the gateway's own JSON errors), `limits`
+(refused framing, size and time limits), `tunnel` (Upgrade/WebSocket byte pipes); around them: `proxy` (listener,
+housekeeping), `tls` (certificates, SNI), `follower` + `view` + `snapshot` (control plane → routing table,
+last-known-good file), `main`.
 """
 
 from __future__ import annotations

@@ -16,8 +16,10 @@ healthy instance, so a refusal comes before the client sends its body; never to 
 forwarded. `Upgrade` is forwarded, with `Connection: Upgrade`, only when the client's Connection header lists
 `upgrade` and the request is HTTP/1.1 (`jishi.gateway.tunnel`).
 
-Response headers go to the client in the instance's order, except the hop-by-hop ones and Transfer-Encoding:
-the gateway frames the body itself.
+Response headers go to the client in the instance's order, except the hop-by-hop ones (the same list, any
+header named in the response's Connection included; `Upgrade` is relayed on a 101 only) and Transfer-Encoding:
+the gateway frames the body itself. It undoes only `chunked`: a response with any other transfer coding, or
+chunked twice, is not relayed (502, as for any response that is not valid HTTP).
 
 Header names are classified through caches keyed by the name as sent (`"Host"`, `"host"`, ...), so the common
 case per header is one dict lookup, no `lower()` and no formatting: a forwarded header becomes the four pieces
@@ -146,10 +148,10 @@ def request_head(ex: Exchange, forwarded: bytes, client_ip: bytes) -> bytes:
     return b"".join(parts)
 
 
-# What the gateway does with a response header (besides FORWARD and DROP).
+# What the gateway does with a response header (besides FORWARD, DROP, CONNECTION and UPGRADE).
 LENGTH, TE = 8, 9
 _RESPONSE_BY_LOWER_NAME: dict[bytes, int] = {
-    b"connection": DROP,
+    b"connection": CONNECTION,
     b"keep-alive": DROP,
     b"proxy-connection": DROP,
     b"te": DROP,

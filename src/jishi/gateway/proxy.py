@@ -36,7 +36,8 @@ from jishi.core.routing import RoutingTable
 from jishi.gateway import balancing, client_timeouts, dispatch, policy
 from jishi.gateway.downstream import ClientConnection
 from jishi.gateway.health import HealthChecks
-from jishi.gateway.upstream import Pool, UpstreamConnection
+from jishi.gateway.pool import Pool
+from jishi.gateway.upstream import UpstreamConnection
 from jishi.gateway.writes import WriteBatch
 from jishi.registry.model import EventRecord
 

@@ -3,10 +3,10 @@
 A request with `Connection: upgrade` and an `Upgrade` header is forwarded with both headers kept (they are
 hop-by-hop and dropped otherwise). The client connection stops parsing after that request; bytes the client
 sent after its head are kept. When the instance answers 101, `switch` relays the 101 head (the instance's
-headers, `Connection: Upgrade` and the `Upgrade` value) to the client, and both transports get a `TunnelEnd`
-protocol: what one side reads the other writes, unchanged, until either side closes. Flow control: a side
-whose write buffer is full stops the other side reading. A half-close is passed on (EOF → write_eof), and
-the tunnel closes when both directions ended or either connection is lost.
+headers, its `Upgrade` naming the protocol it switched to, and `Connection: Upgrade`) to the client, and both
+transports get a `TunnelEnd` protocol: what one side reads the other writes, unchanged, until either side
+closes. Flow control: a side whose write buffer is full stops the other side reading. A half-close is passed
+on (EOF → write_eof), and the tunnel closes when both directions ended or either connection is lost.
 
 Any other answer to an upgrade request is relayed as a normal response, after which the client connection
 closes (the request stream cannot go on after an upgrade request that was not switched).
@@ -107,8 +107,12 @@ def switch(client: ClientConnection, conn: UpstreamConnection, rest: bytes) -> N
     conn.closed = True  # never pooled again
     out = client.out
     out.append(status_line(101))
-    out += conn.head_lines
-    out += (b"Connection: Upgrade\r\nUpgrade: ", ex.upgrade, b"\r\n\r\n")
+    lines = conn.head_lines
+    out += lines
+    if any(name.lower() == b"upgrade" for name in lines[::4]):
+        out.append(b"Connection: Upgrade\r\n\r\n")
+    else:  # a 101 must name the protocol; one that does not gets the client's request for it
+        out += (b"Connection: Upgrade\r\nUpgrade: ", ex.upgrade, b"\r\n\r\n")
     if rest:
         out.append(rest)
     client.write_now()  # before the transport is handed to the tunnel, which writes to it directly

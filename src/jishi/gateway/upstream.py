@@ -1,21 +1,23 @@
-"""Connections to instances (upstream side of the proxy) and the keep-alive pool that holds them.
+"""Connections to instances (upstream side of the proxy).
 
 An `UpstreamConnection` is an asyncio protocol that parses responses with httptools and hands each event, through
 `jishi.gateway.relay`, to the client connection it is currently bound to (its `owner`, a
 `jishi.gateway.downstream.ClientConnection`). One request is in flight on a connection at a time. Response
 headers to forward are collected as pieces of one list (`jishi.gateway.headers` says which).
 
-After a complete response on a connection that may be kept alive, the owner gives it back to the `Pool`, which
-keeps a bounded stack of idle connections per (address, port) — per (address, port, settings) for one made
-under a route's `upstream_tls` settings, so a connection is reused only by a route with equal settings (the
-same client certificate, CA, verification and server name): newest first, closed after `idle_timeout`, dropped
-at once when the instance closes them.
+A response ends (`relay.done`) only after the whole read it ended in is parsed: bytes after it there (a body
+for HEAD, 204 or 304, more than its Content-Length, another response) mean the instance is out of step, and the
+connection is closed rather than kept. A connection that may be kept alive goes back to the `Pool`
+(`jishi.gateway.pool`), pooled per (address, port) — per (address, port, settings) for one made under a route's
+`upstream_tls` settings, so a connection is reused only by a route with equal settings.
 
 Failures reported to the owner (`relay.failed`, kinds from `jishi.core.retry.Failure`): LOST (closed or
 reset before the response was complete), TIMEOUT (no response byte for the route's read timeout, not counting
 time the gateway held reading back because the client was slow to take the response, or the request's total
 timeout passed before the response ended; the pool checks every ~50 ms rather than arming a timer per request),
-PROTOCOL (not HTTP). A 5xx response head on a
+PROTOCOL (not HTTP; a head still incomplete after `MAX_RESPONSE_HEAD` bytes; a transfer coding other than
+chunked). An exception in the gateway's own callbacks is none of these: it is logged and the client gets a 500,
+with no verdict on the instance. A 5xx response head on a
 route that retries on its status goes to `jishi.gateway.failover.retry_status` before anything is relayed; if
 the request goes elsewhere the connection is dropped with the rest of that response. On a `tracked` route the
 end of each try (complete, failed, abandoned) is reported to `jishi.gateway.balancing.end`.
@@ -27,19 +29,28 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, cast
 
-from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
+from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from jishi.core.retry import Failure
 from jishi.gateway import balancing, failover, hedging, relay, tunnel
-from jishi.gateway.headers import FORWARD, LENGTH, RESPONSE_ACTIONS, TE, response_action
-from jishi.gateway.upstream_tls import client_context, server_name
-from jishi.gateway.writes import WriteBatch
+from jishi.gateway.headers import (
+    CONNECTION,
+    FORWARD,
+    LENGTH,
+    RESPONSE_ACTIONS,
+    TE,
+    UPGRADE,
+    connection_tokens,
+    drop_named,
+    response_action,
+)
 
 if TYPE_CHECKING:
     from jishi.gateway.downstream import ClientConnection
+    from jishi.gateway.pool import Pool
     from jishi.registry.policies import UpstreamTLS
 
-__all__ = ["Pool", "PoolKey", "UpstreamConnection"]
+__all__ = ["MAX_RESPONSE_HEAD", "PoolKey", "UpstreamConnection"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +59,8 @@ _ACTIONS_GET = RESPONSE_ACTIONS.get
 _CRLF = b"\r\n"
 
 WRITE_HIGH = 256 * 1024
+MAX_RESPONSE_HEAD = 64 * 1024  # bytes read without the end of a response head (with any 1xx before it) → PROTOCOL
+_PLAIN_CONNECTION = frozenset({b"close", b"keep-alive", b"upgrade"})
 
 # What idle connections are pooled by: (address, port) in plain HTTP, (address, port, settings) over TLS.
 PoolKey = tuple[str, int] | tuple[str, int, "UpstreamTLS"]
@@ -58,20 +71,24 @@ class UpstreamConnection(asyncio.Protocol):
 
     __slots__ = (
         "_loop",
-        "_reset_parser",
         "_writes",
         "addr",
         "chunked",
         "close_delimited",
         "closed",
         "deadline",
+        "ended",
         "got_bytes",
         "has_length",
         "head_lines",
+        "head_read",
         "hedged",
         "idle_since",
+        "invalid",
+        "keep",
         "key",
         "last_read",
+        "named",
         "no_body",
         "out",
         "owner",
@@ -105,10 +122,14 @@ class UpstreamConnection(asyncio.Protocol):
         self.last_read = 0.0
         self.timeout = 0.0
         self.deadline = 0.0  # loop time the request's total timeout runs out, body included (0: none)
-        self._reset_parser = False
         self.no_body = False  # the request was HEAD: the response has no body whatever its headers say
         self.status = 0  # of the final response, once its head is complete
+        self.head_read = 0  # bytes read while the response head was incomplete
         self.head_lines: list[bytes] = []  # headers to forward: name, ": ", value, CRLF for each
+        self.named: list[bytes] | None = None  # header names the response's Connection header lists (lower-case)
+        self.invalid = ""  # why the response head cannot be relayed (found while parsing it)
+        self.ended: ClientConnection | None = None  # a response ended during this read: its owner, until the read
+        self.keep = False  # ... and whether this connection may be kept for another request
         self.has_length = False
         self.chunked = False
         self.close_delimited = False
@@ -132,6 +153,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.no_body = head_request
         self.got_bytes = False
         self.status = 0
+        self.head_read = 0
         self.head_lines = []
         self.has_length = self.chunked = False
         self.close_delimited = False
@@ -203,16 +225,37 @@ class UpstreamConnection(asyncio.Protocol):
         self.last_read = self._loop.time()
         try:
             self.parser.feed_data(data)
+        except HttpParserCallbackError:
+            self._broke(owner)
         except HttpParserError as exc:
-            self._fail(PROTOCOL, f"invalid HTTP response: {exc}")
+            if self.ended is not None:
+                self._stray(f"bytes that are not HTTP ({exc})")
+            else:
+                self._fail(PROTOCOL, f"invalid HTTP response: {exc}")
         except HttpParserUpgrade as exc:
             if self.upgraded:
                 tunnel.switch(owner, self, data[exc.args[0] :])
                 return
             self._fail(PROTOCOL, "the instance switched protocols without being asked to")
-        if self._reset_parser:
-            self._reset_parser = False
-            self.parser = HttpResponseParser(self)
+        if not self.status and not self.closed:
+            self.head_read += len(data)
+            if self.head_read > MAX_RESPONSE_HEAD:
+                self._fail(PROTOCOL, f"the response head exceeds {MAX_RESPONSE_HEAD // 1024} KiB")
+        ended = self.ended
+        if ended is not None:
+            # Only now, after the whole read was parsed, can the connection go back to the pool.
+            self.ended = None
+            if self.no_body:
+                self.parser = HttpResponseParser(self)  # it expects the body the response announced
+            ex = ended.active
+            try:
+                relay.done(ended, self, self.keep)
+            except Exception:  # a bug of the gateway's own (policies, stats, logs): the client connection ends
+                self.abort()
+                if ex is None:
+                    log.exception("gateway: internal error ending a response from %s:%d", *self.addr)
+                else:
+                    ended.failed(ex, "ending the response to")
         owner.flush_read(len(data))  # written with the loop turn's writes, or at once if the turn read much
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -241,6 +284,10 @@ class UpstreamConnection(asyncio.Protocol):
 
     # --- httptools callbacks
 
+    def on_message_begin(self) -> None:
+        if self.ended is not None:
+            self._stray("the start of another response")
+
     def on_header(self, name: bytes, value: bytes) -> None:
         action = _ACTIONS_GET(name)
         if action is None:
@@ -250,10 +297,24 @@ class UpstreamConnection(asyncio.Protocol):
         elif action == LENGTH:
             self.has_length = True
             self.head_lines += (name, b": ", value, _CRLF)
-        elif action == TE and b"chunked" in value.lower():
+        elif action == TE:
+            if self.chunked or value.lower() != b"chunked":
+                # The gateway only undoes chunked: any other coding would reach the client undeclared.
+                self.invalid = f"the instance sent an unknown Transfer-Encoding: {value.decode('latin-1')!r}"
             self.chunked = True
+        elif action == CONNECTION:
+            if value.lower() not in _PLAIN_CONNECTION:
+                self.named = (self.named or []) + connection_tokens(value)
+        elif action == UPGRADE and self.parser.get_status_code() == 101:
+            self.head_lines += (name, b": ", value, _CRLF)  # names the protocol switched to (`tunnel.switch`)
 
     def on_headers_complete(self) -> None:
+        if self.invalid:
+            self._fail(PROTOCOL, self.invalid)
+            return
+        if self.named is not None:
+            self.head_lines = drop_named(self.head_lines, self.named)  # hop-by-hop too (RFC 9110 §7.6.1)
+            self.named = None
         status = self.parser.get_status_code()
         if 100 <= status < 200:
             owner = self.owner
@@ -268,7 +329,8 @@ class UpstreamConnection(asyncio.Protocol):
         if self.hedged is not None and hedging.on_head(self):
             return  # a hedge's answer after its request was over: dropped with its connection
         owner = self.owner
-        assert owner is not None
+        if owner is None:
+            return  # a response after the one that ended this read (`on_message_begin`)
         if status >= 500:
             ex = owner.active
             assert ex is not None and ex.route is not None
@@ -282,14 +344,15 @@ class UpstreamConnection(asyncio.Protocol):
         self.close_delimited = not bodyless and not has_length and not self.chunked
         relay.head(owner, status, self.head_lines, bodyless, has_length)
         if self.no_body:
-            # httptools cannot be told the request was HEAD; finish here and start a fresh parser.
-            self._reset_parser = True
+            # httptools cannot be told the request was HEAD: the response ends here (a fresh parser follows).
             self._complete()
 
     def on_body(self, body: bytes) -> None:
         owner = self.owner
         if owner is not None and not self.no_body:
             relay.body(owner, body)
+        elif self.ended is not None:
+            self._stray("a body after a response that has none")
 
     def on_message_complete(self) -> None:
         if self.status == 0 or self.no_body:
@@ -297,16 +360,42 @@ class UpstreamConnection(asyncio.Protocol):
         self._complete()
 
     def _complete(self) -> None:
+        """The response ended; `data_received` finishes it once the rest of the read is parsed: anything after
+        it there (`_stray`) means the instance is out of step, and the connection is not kept."""
         owner = self.owner
+        if owner is None:
+            return  # a response after the one that ended this read (`on_message_begin`)
         self.owner = None
         self.pool.busy.discard(self)
-        if owner is not None:
-            ex = owner.active
-            if ex is not None and ex.tracked:
-                balancing.end(owner, ex, self.status)
-            relay.done(owner, self, self.parser.should_keep_alive() and not self.close_delimited)
+        ex = owner.active
+        if ex is not None and ex.tracked:
+            balancing.end(owner, ex, self.status)
+        self.ended = owner
+        self.keep = self.parser.should_keep_alive() and not self.close_delimited
+
+    def _stray(self, what: str) -> None:
+        """The instance sent `what` after a complete response (a body for HEAD, 204 or 304, more than its
+        Content-Length, an unrequested response): the response stands, the connection is closed after it."""
+        if self.keep:
+            self.keep = False
+            log.warning("instance %s:%d sent %s after a complete response; closing its connection", *self.addr, what)
 
     # --- failures
+
+    def _broke(self, owner: ClientConnection) -> None:
+        """A callback of the gateway's own (relay, failover, hedging) raised: a bug of the gateway, not a fault of
+        the instance. Logged with its traceback (called in the `except` block); the connection is dropped with no
+        verdict on the instance; the client gets a 500 (`ClientConnection.failed`)."""
+        ex = owner.active if self.ended is None else None
+        if ex is None or ex.conn is not self:  # its exchange is over, or on another try
+            log.exception("gateway: internal error relaying a response from %s:%d", *self.addr)
+            self.keep = False
+            if self.ended is None:
+                self.abort()
+            return
+        self.abort()  # detached: an abandoned try, no verdict for outlier detection
+        ex.conn = None
+        owner.failed(ex, "relaying the response to")
 
     def timed_out(self, now: float) -> None:
         """Nothing was read for `timeout` seconds while a response was awaited, or the request's total timeout
@@ -339,123 +428,3 @@ class UpstreamConnection(asyncio.Protocol):
         self.abort()
         if owner is not None:
             relay.failed(owner, self, kind, message)
-
-
-class Pool:
-    """Idle keep-alive connections per (address, port[, TLS settings]), bounded and aged; see the module doc."""
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        *,
-        max_idle: int = 256,
-        idle_timeout: float = 30.0,
-        writes: WriteBatch | None = None,
-    ) -> None:
-        self.loop = loop
-        self.writes = writes if writes is not None else WriteBatch(loop)  # the loop turn's writes
-        self.max_idle = max_idle
-        self.idle_timeout = idle_timeout
-        self._idle: dict[PoolKey, list[UpstreamConnection]] = {}
-        self.busy: set[UpstreamConnection] = set()  # awaiting or reading a response (checked for read timeouts)
-
-    def acquire(self, addr: tuple[str, int], tls: UpstreamTLS | None = None) -> UpstreamConnection | None:
-        """An idle connection to `addr` that is still open, made under TLS settings equal to `tls`, or None."""
-        stack = self._idle.get(addr if tls is None else (*addr, tls))
-        while stack:
-            conn = stack.pop()
-            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
-                conn.reused = True
-                return conn
-        return None
-
-    def release(self, conn: UpstreamConnection, now: float | None = None) -> None:
-        """Keep `conn` for reuse (or close it if the pool for its address is full); `now`: the loop time."""
-        if conn.closed:
-            return
-        stack = self._idle.setdefault(conn.key, [])
-        if len(stack) >= self.max_idle:
-            conn.abort()
-            return
-        conn.idle_since = self.loop.time() if now is None else now
-        stack.append(conn)
-
-    def forget(self, conn: UpstreamConnection) -> None:
-        """`conn` closed while idle: drop it from its stack."""
-        stack = self._idle.get(conn.key)
-        if stack and conn in stack:
-            stack.remove(conn)
-
-    async def open(self, addr: tuple[str, int], connect_timeout: float) -> UpstreamConnection:
-        """A new connection to `addr`; OSError or TimeoutError if it cannot be made within `connect_timeout`."""
-        async with asyncio.timeout(connect_timeout):
-            _, proto = await self.loop.create_connection(lambda: UpstreamConnection(self, addr), addr[0], addr[1])
-        return proto
-
-    async def open_tls(self, addr: tuple[str, int], connect_timeout: float, spec: UpstreamTLS) -> UpstreamConnection:
-        """`open` over TLS (`jishi.gateway.upstream_tls`): the handshake is part of the connect timeout; a
-        certificate that does not verify is a connect failure (ssl.SSLError is an OSError)."""
-        ctx = client_context(spec)
-        key = (*addr, spec)
-        async with asyncio.timeout(connect_timeout):
-            _, proto = await self.loop.create_connection(
-                lambda: UpstreamConnection(self, addr, key),
-                addr[0],
-                addr[1],
-                ssl=ctx,
-                server_hostname=server_name(spec, addr[0]),
-            )
-        return proto
-
-    def sweep(self) -> int:
-        """Close connections idle longer than `idle_timeout`; returns how many were closed."""
-        cutoff = self.loop.time() - self.idle_timeout
-        closed = 0
-        for key, stack in list(self._idle.items()):
-            keep = [c for c in stack if not c.closed and c.idle_since > cutoff]
-            for c in stack:
-                if c not in keep and not c.closed:
-                    c.abort()
-                    closed += 1
-            if keep:
-                self._idle[key] = keep
-            else:
-                del self._idle[key]
-        return closed
-
-    def check_timeouts(self) -> int:
-        """Fail every busy connection that read nothing for its read timeout, or whose request's total timeout
-        passed; returns how many. Time the gateway itself holds reading back (the client's write buffer is full:
-        `ClientConnection.pause_writing`) is not the instance's silence: such a connection's read timer restarts
-        here, and again when reading resumes (`resume_writing`). Nor is the time a request body takes to arrive:
-        the read timeout counts from (at most one check before) the body's end."""
-        now = self.loop.time()
-        late = [c for c in self.busy if now - c.last_read >= c.timeout or 0.0 < c.deadline <= now]
-        failed = 0
-        for conn in late:
-            owner = conn.owner
-            if (
-                owner is not None
-                and owner.active is not None
-                and owner.active.conn is conn
-                and (owner.write_paused or not owner.active.req_done)
-                and not 0.0 < conn.deadline <= now
-            ):
-                # Held back by the gateway for a slow client, or the request body is still arriving (its own
-                # pace is the client's `body_timeout`): the wait for the answer starts when it is all sent.
-                conn.last_read = now
-                continue
-            conn.timed_out(now)
-            failed += 1
-        return failed
-
-    def idle_count(self, key: PoolKey | None = None) -> int:
-        if key is not None:
-            return len(self._idle.get(key, ()))
-        return sum(len(s) for s in self._idle.values())
-
-    def close(self) -> None:
-        for stack in self._idle.values():
-            for conn in stack:
-                conn.abort()
-        self._idle.clear()
