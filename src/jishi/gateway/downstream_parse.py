@@ -185,9 +185,9 @@ def on_headers_complete(client: ClientConnection) -> None:
             limits.refuse(413, "body_too_large", message)
     if ex.chunked_req:
         client.headers_to = _TRAILERS  # header callbacks from now on are the body's trailer fields: dropped
-    if client.active is None:
+    if client.active is None and not client.write_paused:
         dispatch.start(client, ex)
-    else:
+    else:  # its turn comes when the one before it is finished, or when the client reads again
         client.queue.append(ex)
         client.pause(P_PIPELINE)
 
