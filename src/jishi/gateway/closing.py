@@ -12,7 +12,8 @@ keep-alive timeouts the proxy's housekeeping applies.
 
 A refused request is answered with a JSON error, after which the connection closes, lingering: what the client
 still sends is read and dropped for up to `LINGER` seconds, so the answer is not lost to a reset. A refusal that
-comes while earlier pipelined requests are still being answered waits for them (`ClientConnection.broken`).
+comes while earlier pipelined requests are still being answered waits for them (`ClientConnection.broken`): they
+are answered in turn (none of them with `Connection: close`) before the refusal, which closes the connection.
 """
 
 from __future__ import annotations

@@ -13,8 +13,10 @@ A request the gateway refuses (`jishi.gateway.limits`: ambiguous framing, too la
 complete within the header timeout; a body stalled for the body timeout) is answered with a JSON error, after
 which the connection closes, lingering (`jishi.gateway.closing`, which also applies the timeouts).
 
-Flow control: when the client's write buffer is full the instance connection stops reading, and when the
-instance connection's write buffer is full (or a body waits for a connection) the client stops reading.
+Flow control: when the client's write buffer is full the instance connection stops reading, and no pipelined
+request starts (they queue, with reading paused, until `resume_writing`), so requests the gateway answers itself
+cannot grow that buffer either; when the instance connection's write buffer is full (or a body waits for a
+connection) the client stops reading, until that ends or the request does (`finish`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 
 PENDING_HIGH = 256 * 1024  # body bytes waiting for a connection before the client is paused
 _P_UPSTREAM, _P_PENDING, _P_PIPELINE = 1, 2, _parse.P_PIPELINE  # reasons reading is paused (and closing.P_CLOSING)
+_P_REQUEST = _P_UPSTREAM | _P_PENDING  # the reasons a request holds: they end with it
 
 
 class ClientConnection(asyncio.Protocol):
@@ -193,6 +196,9 @@ class ClientConnection(asyncio.Protocol):
         if ex is not None and ex.conn is not None and ex.conn.transport is not None:
             ex.conn.transport.resume_reading()
             ex.conn.last_read = self.loop.time()  # the pause was the client's: the read timeout starts afresh
+        elif ex is None and self.queue and not self._starting:
+            self._start_queued()  # requests held back while the client did not read
+            self.flush()
 
     # --- reading: httptools' request callbacks (`jishi.gateway.downstream_parse`; its functions are these methods)
 
@@ -233,8 +239,7 @@ class ClientConnection(asyncio.Protocol):
             not ex.keep_alive
             or ex.upgrade is not None  # nothing after an upgrade request's head is read: the connection ends
             or (ex.expect_continue and not ex.req_done)
-            or self.broken is not None
-            or self.parser is None
+            or ((self.broken is not None or self.parser is None) and not self.queue)  # (queued: answered first)
         )
         ex.status = status
         ex.resp_close = close
@@ -262,7 +267,7 @@ class ClientConnection(asyncio.Protocol):
         if self.active is ex:
             self.active = None
         if self.paused:
-            self.resume(_P_UPSTREAM)
+            self.resume(_P_REQUEST)
         if self.closed or self.transport is None:
             return
         if ex.resp_close:
@@ -278,12 +283,13 @@ class ClientConnection(asyncio.Protocol):
         self.idle_since = now
 
     def _start_queued(self) -> None:
-        """Start the pipelined requests while none is active: requests answered at once (a 404, a 429) do not
-        nest one `finish` → `dispatch.start` → `finish` per request."""
+        """Start the pipelined requests while none is active and the client's write buffer has room (else
+        `resume_writing` goes on): requests answered at once (a 404, a 429) do not nest one `finish` →
+        `dispatch.start` → `finish` per request."""
         self._starting = True
         try:
             queue = self.queue
-            while queue and self.active is None and not self.closed:
+            while queue and self.active is None and not self.closed and not self.write_paused:
                 nxt = queue.popleft()
                 if not queue:
                     self.resume(_P_PIPELINE)

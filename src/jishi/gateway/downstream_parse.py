@@ -216,9 +216,9 @@ def on_headers_complete(client: ClientConnection) -> None:
         ex.expect_continue = False  # an HTTP/1.0 client gets no 100 Continue (RFC 9110 §10.1.1)
     if ex.chunked_req:
         client.headers_to = _TRAILERS  # header callbacks from now on are the body's trailer fields: dropped
-    if client.active is None:
+    if client.active is None and not client.write_paused:
         dispatch.start(client, ex)
-    else:
+    else:  # its turn comes when the one before it is finished, or when the client reads again
         client.queue.append(ex)
         client.pause(P_PIPELINE)
 

@@ -248,7 +248,9 @@ def on_head(conn: UpstreamConnection) -> bool:
         current.abort()
     _swap(ex, tag)
     if client.write_paused and conn.transport is not None:
-        conn.transport.pause_reading()  # the client's buffer is full already (as `dispatch.send` does for a try)
+        # (as `dispatch.send` does for a try; a request no longer starts while the buffer is full, so this is
+        # defence for a buffer filled by the gateway itself meanwhile)
+        conn.transport.pause_reading()
     route = ex.route
     assert route is not None
     route.counters.hedges_won += 1

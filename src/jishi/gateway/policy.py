@@ -29,6 +29,8 @@ chain itself refused gives its permits back without an outcome. Breaker state ch
 `proxy.events` (kind "route.breaker", subject the route) and logged. `state()` is read by the report code.
 A route whose policy cannot be built (a section fails; logged as an ERROR naming route and section) is not served
 unprotected: its requests are refused with 503 `policy_error`.
+A replaced route's policy still serves the requests it holds: those waiting in its bulkhead queue get the slots
+its running requests give back (or time out at `max_wait`), and are then closed with it.
 `close(table)` ends the policies of a table (Redis clients, access logs) when the proxy stops.
 """
 
@@ -72,7 +74,7 @@ def attach(table: RoutingTable, previous: RoutingTable | None, proxy: Proxy) -> 
     kept = {id(entry.policy) for entry in table.routes.values() if entry.policy is not None}
     for entry in old_routes.values():
         if entry.policy is not None and id(entry.policy) not in kept:
-            task = proxy.loop.create_task(entry.policy.aclose())
+            task = proxy.loop.create_task(entry.policy.aclose(drain=True))
             _closing.add(task)
             task.add_done_callback(_closing.discard)
 

@@ -198,6 +198,17 @@ class RoutePolicy(PolicyStages):
         if self._log is not None:
             self._log.flush()
 
+    async def _queue_drained(self, queue: WaitQueue) -> None:
+        """Wait until no request waits in `queue`: each gets a slot as the running requests end, or its
+        `max_wait` passes (the queue's timer answers it)."""
+        assert self.c.bulkhead is not None
+        deadline = self.loop.time() + self.c.bulkhead.max_wait + 1.0
+        while queue.waiting():
+            if self.loop.time() >= deadline:
+                log.warning("route %s: requests still wait in its replaced bulkhead queue; refusing them", self.name)
+                return
+            await asyncio.sleep(0.05)
+
     async def _requests_done(self, limit: float = LOG_DRAIN_LIMIT) -> None:
         """Wait (at most `limit` seconds) until the requests this policy admitted are over."""
         deadline = self.loop.time() + limit
@@ -207,11 +218,16 @@ class RoutePolicy(PolicyStages):
                 return
             await asyncio.sleep(0.05)
 
-    async def aclose(self) -> None:
-        """End this policy: its Redis decisions in flight are let finish (≤ 1 s), its access log stays open until
-        the requests it admitted are over (≤ LOG_DRAIN_LIMIT s), then everything is closed."""
-        if self._queue is not None:
-            self._queue.close()  # waiters are refused now, not left to a timer that no longer runs
+    async def aclose(self, *, drain: bool = False) -> None:
+        """End this policy: with `drain` (the route changed) the requests waiting in its bulkhead queue keep
+        waiting there for a slot (≤ max_wait); its Redis decisions in flight are let finish (≤ 1 s), its access
+        log stays open until the requests it admitted are over (≤ LOG_DRAIN_LIMIT s), then everything is
+        closed."""
+        queue = self._queue
+        if queue is not None:
+            if drain:
+                await self._queue_drained(queue)
+            queue.close()  # waiters left are refused now, not left to a timer that no longer runs
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=1.0)
         for task in list(self._tasks):

@@ -10,8 +10,12 @@ waiting exchanges by ticket and carries its answers out on the loop:
     (timer)                             waiters past their deadline → `expired(client, ex)`
     reap()                              waiters the bulkhead dropped as timed out in `enter`/`leave` (before the
                                         timer ran) → `expired(client, ex)` soon
-    close()                             the route changed: every waiter left → `expired(client, ex)`, and so is
+    waiting() -> bool                   a waiter is still there (its client connected, its request unanswered)
+    close()                             the policy ends: every waiter left → `expired(client, ex)`, and so is
                                         any that comes later (a request whose Redis decision was pending)
+
+When the route changes, the replaced policy keeps its queue until `waiting()` is False (`RoutePolicy.aclose`):
+its waiters get the slots its running requests give back, or time out, as without the change.
 
 One `loop.call_at` timer is armed at a time, for the oldest waiter's deadline.
 """
@@ -98,6 +102,9 @@ class WaitQueue:
     def _expire_one(self, client: ClientConnection, ex: Exchange) -> None:
         if not (ex.finished or client.closed):
             self._expired(client, ex)
+
+    def waiting(self) -> bool:
+        return any(not (ex.finished or client.closed) for client, ex, _ in self._waiters.values())
 
     def _arm(self) -> None:
         deadline = self.bulkhead.next_deadline()

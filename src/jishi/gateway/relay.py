@@ -48,7 +48,12 @@ def head(client: ClientConnection, status: int, headers: list[bytes], bodyless: 
     out = client.out
     out.append(STATUS_LINES.get(status) or status_line(status))
     out += headers
-    close = not ex.keep_alive or client.broken is not None or client.parser is None or client.proxy.stopping
+    # (A refused or upgrade request after requests still queued ends the connection after their answers.)
+    close = (
+        not ex.keep_alive
+        or ((client.broken is not None or client.parser is None) and not client.queue)
+        or client.proxy.stopping
+    )
     if not close and ex.http11 and (has_length or bodyless):
         out.append(_CRLF)  # the usual case: nothing to add
         return
