@@ -3,23 +3,11 @@ real sockets on 127.0.0.1."""
 
 from __future__ import annotations
 
-import asyncio
-
 from gateway_harness import GatewayUnderTest, simple_route, start_backend
+from raw_instance import exchange
 
 from jishi.gateway.proxy import Proxy
 from jishi.testing import ProcessGroup
-
-
-async def exchange(port: int, request: bytes) -> bytes:
-    """Send `request` on a new connection and read until the gateway closes it."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(request)
-        await writer.drain()
-        return await asyncio.wait_for(reader.read(-1), 5.0)
-    finally:
-        writer.close()
 
 
 def statuses_of(response: bytes) -> list[int]:
