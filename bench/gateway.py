@@ -54,6 +54,20 @@ from jishi.registry import Health, Instance, Route, RouteBackend
 from jishi.registry.policies import AccessLogSpec, BreakerPolicy, LoadBalancing, OutlierDetection, RateLimit
 from jishi.testing import free_port, wait_for_port
 
+_TAKEN: set[int] = set()
+
+
+def unique_port() -> int:
+    """A free port not handed out before in this run: the kernel may offer a port again as soon as the socket that
+    found it is closed, before the process it was meant for has bound it (two of them on one port, and the bench
+    talking to the wrong one)."""
+    while True:
+        port = free_port()
+        if port not in _TAKEN:
+            _TAKEN.add(port)
+            return port
+
+
 HERE = Path(__file__).resolve().parent
 PROXY_CPU = "0"
 LOAD_CPU = "1"
@@ -130,10 +144,10 @@ def testbed(prefix: str) -> Iterator[Bed]:
     procs = Procs(tmp)
     py = sys.executable
     try:
-        ports = [free_port(), free_port()]
+        ports = [unique_port(), unique_port()]
         for i, port in enumerate(ports):
             procs.start(f"hello{i}", [py, str(HERE / "hello.py"), str(port)], LOAD_CPU)
-        cp_port = free_port()
+        cp_port = unique_port()
         procs.start("server", [py, "-m", "jishi.server", "--listen", f"127.0.0.1:{cp_port}", "--data-dir",
                                str(tmp / "server"), "--log-level", "WARNING"], LOAD_CPU)  # fmt: skip
         for port in (*ports, cp_port):
@@ -180,13 +194,13 @@ def start_jishi(
     env: dict[str, str] | None = None,
 ) -> Jishi:
     """A `jishi gateway` following `cp_url`, serving route `name` at `prefix` (with `env` when given)."""
-    port = free_port()
+    port = unique_port()
     argv = [sys.executable, "-m", "jishi.gateway", "--control-plane", cp_url, "--listen", f"127.0.0.1:{port}",
             "--state-dir", str(tmp / f"gateway-{name}"), "--log-level", "WARNING"]  # fmt: skip
     admin_url = None
     admin = next((opt for opt in ADMIN_OPTIONS if opt in options), None)
     if "metrics" in sections and admin is not None:
-        admin_port = free_port()
+        admin_port = unique_port()
         argv += [admin, f"127.0.0.1:{admin_port}"]
         admin_url = f"http://127.0.0.1:{admin_port}"
     proc = procs.start(f"gateway-{name}", argv, PROXY_CPU, env)
@@ -348,13 +362,13 @@ def main() -> int:
             return features(procs, cp_url, ports, tmp, options, args)
         jishi = start_jishi(procs, MAIN_ROUTE, cp_url, tmp, sections, "/", options)
         asyncio.run(feed_control_plane(cp_url, ports, [bench_route(MAIN_ROUTE, "/", sections, tmp)]))
-        ngx_port, ha_port = free_port(), free_port()
+        ngx_port, ha_port = unique_port(), unique_port()
         nginx = procs.start("nginx", peers.nginx_argv(tmp, ngx_port, ports), PROXY_CPU)
         haproxy = procs.start("haproxy", peers.haproxy_argv(tmp, ha_port, ports), PROXY_CPU)
         targets = [Target("nginx", f"http://127.0.0.1:{ngx_port}/", nginx.pid),
                    Target("haproxy", f"http://127.0.0.1:{ha_port}/", haproxy.pid), jishi.target]  # fmt: skip
         if args.floor:
-            floor_port = free_port()
+            floor_port = unique_port()
             floor = procs.start("pyfloor", [py, str(HERE / "floor_proxy.py"), str(floor_port),
                                             ",".join(map(str, ports))], PROXY_CPU)  # fmt: skip
             targets.append(Target("pyfloor", f"http://127.0.0.1:{floor_port}/", floor.pid))

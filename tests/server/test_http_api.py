@@ -225,3 +225,23 @@ async def test_unreachable_server_raises_unavailable() -> None:
     async with HttpControlPlane(url, timeout=1.0) as cp:
         with pytest.raises(ControlPlaneUnavailable, match=url):
             await cp.list_services()
+
+
+async def test_a_server_that_is_not_a_control_plane_gets_a_clear_error() -> None:
+    """A 200 whose body is not JSON (another service at that address) is a ControlPlaneError naming the address
+    and what came back, not a crash on the caller's indexing."""
+
+    async def plain(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
+        assert scope["type"] == "http"
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": b"hello"})  # type: ignore[operator]
+
+    client = HttpControlPlane("http://elsewhere", transport=httpx.ASGITransport(plain))  # type: ignore[arg-type]
+    try:
+        with pytest.raises(
+            ControlPlaneError, match=r"http://elsewhere answered POST /v1/leases with 200.*'hello'"
+        ) as info:
+            await client.grant_lease(10)
+        assert info.value.code == "not_a_control_plane"
+    finally:
+        await client.aclose()

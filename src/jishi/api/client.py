@@ -26,7 +26,7 @@ from pydantic import BaseModel, RootModel, TypeAdapter
 from jishi.api import wire
 from jishi.api.event_stream import follow_events
 from jishi.api.resume import resumable_watch
-from jishi.errors import ControlPlaneUnavailable
+from jishi.errors import ControlPlaneError, ControlPlaneUnavailable
 from jishi.registry.model import (
     AgentInfo,
     EventRecord,
@@ -100,6 +100,13 @@ class HttpControlPlane:
         try:
             data = response.json()
         except json.JSONDecodeError:
+            if response.status_code < 400:  # a success that is not JSON: something else answers at that address
+                raise ControlPlaneError(
+                    f"{self.base_url} answered {method} {path} with {response.status_code} and a body that is not "
+                    f"JSON ({response.text[:80]!r}): is a jishi control plane listening there?",
+                    code="not_a_control_plane",
+                    status=response.status_code,
+                ) from None
             data = response.text
         if response.status_code >= 400:
             raise wire.error_from_reply(response.status_code, data)
