@@ -53,13 +53,17 @@ async def test_request_still_arriving_gets_408_and_the_connection_closes(
     t0 = loop.time()
     try:
         writer.write(b"POST /wait/5000 HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n")
-        response = b""
+        chunks: list[bytes] = []
         for _ in range(50):
-            try:
-                response = await asyncio.wait_for(reader.read(-1), 0.1)
-                break
+            try:  # (read(n), not read(-1): a read cancelled by the timeout then loses no bytes)
+                data = await asyncio.wait_for(reader.read(65536), 0.1)
             except TimeoutError:
                 writer.write(b"x")
+                continue
+            if not data:
+                break
+            chunks.append(data)
+        response = b"".join(chunks)
     finally:
         writer.close()
     waited = loop.time() - t0
@@ -129,3 +133,27 @@ async def test_no_request_timeout_by_default(gateway: GatewayUnderTest) -> None:
         finally:
             writer.close()
     assert response.startswith(b"HTTP/1.1 200 ")
+
+
+async def test_request_timeout_504_releases_the_in_flight_count() -> None:
+    """After a 504 request_timeout on a least_request route, the instance counts no request in flight."""
+    async with streamer() as s:
+        proxy = Proxy(request_timeout=0.4)
+        gw = GatewayUnderTest(proxy, await proxy.start("127.0.0.1", 0))
+        route = Route.model_validate(
+            {"name": "svc", "backends": [{"service": "svc"}], "lb": {"policy": "least_request"}}
+        )
+        gw.set([route], [s.instance()])
+        group = proxy.table.routes["svc"].lb
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+            try:
+                writer.write(b"GET /wait/3000 HTTP/1.1\r\nHost: a\r\n\r\n")
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
+                assert head.startswith(b"HTTP/1.1 504 "), head
+            finally:
+                writer.close()
+            await asyncio.sleep(0.2)
+            assert [p.endpoint.active for p in group.peers] == [0]
+        finally:
+            await proxy.stop(grace=1.0)

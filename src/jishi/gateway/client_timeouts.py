@@ -117,8 +117,10 @@ def _note(client: ClientConnection, ex: Exchange, outcome: bytes) -> None:
 def _drop_instance(ex: Exchange) -> None:
     conn = ex.conn
     if conn is not None:
+        # Aborted while still `ex.conn`: `UpstreamConnection.detach` then ends the try with no verdict on the
+        # instance (its in-flight count and the retry budget given back); then forgotten, not pooled.
+        conn.abort()
         ex.conn = None
-        conn.abort()  # not pooled; abandoned, so no verdict on the instance (`UpstreamConnection.detach`)
 
 
 def _send_timed_out(client: ClientConnection, now: float) -> None:
