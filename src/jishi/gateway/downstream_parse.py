@@ -88,10 +88,15 @@ def data_received(client: ClientConnection, data: bytes) -> None:
         if ex is not None:
             if not ex.method:
                 closing.head_incomplete(client, ex, len(data))
-            elif ex.chunked_raw - ex.body_in > client.max_head + ex.chunks * CHUNK_FRAMING:
+            elif _framing_over(client, ex):
                 closing.framing_too_large(client)
     if client.out:
         client.flush()
+
+
+def _framing_over(client: ClientConnection, ex: Exchange) -> bool:
+    """Has the chunked body of `ex` brought more besides its data than `CHUNK_FRAMING` allows?"""
+    return ex.chunked_req and ex.chunked_raw - ex.body_in > client.max_head + ex.chunks * CHUNK_FRAMING
 
 
 def _upgrade_requested(client: ClientConnection, rest: bytes) -> None:
@@ -123,12 +128,7 @@ def _read_big(client: ClientConnection, parser: HttpRequestParser, data: bytes) 
         closing.head_incomplete(client, ex, len(data))  # the timer goes on from this read
     else:
         client.head_since = 0.0
-        if (
-            client.parser is not None
-            and ex is not None
-            and ex.chunked_req
-            and ex.chunked_raw - ex.body_in > client.max_head + ex.chunks * CHUNK_FRAMING
-        ):
+        if client.parser is not None and ex is not None and _framing_over(client, ex):
             closing.framing_too_large(client)
     if client.out:
         client.flush()
